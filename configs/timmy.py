@@ -1,0 +1,121 @@
+r"""Timmy: a 6,560-parameter transformer that learns to repeat a colour five times.
+
+Reproduces the recorded run of hellm-world's Timmy (../shared/specs/timmy.md):
+plain full-batch gradient descent at lr 0.1 on the five lines red..blue (violet
+held out). The recorded loss is 2.1209 at step 0, 0.7264 at 200, 0.7173 at 1000,
+0.7159 at 3000 (a plateau: spaces and EOS learned, colours a uniform 1-in-5
+guess, loss/content = ln 5), then a breakthrough near step 4160 to 0.019 at 4999.
+
+Command:
+  python -m tinyjax.run --config configs/timmy.py --workdir runs/timmy
+
+Expected (measured, see README "Results"): the plateau values within 0.002 of
+the recorded ones at steps 200/1000/3000; whether and when the breakthrough
+comes depends on the seed, and the README gives the measured distribution.
+Run time: about 30 s on a 2-core CPU (most of it compilation).
+
+Variants (`--config configs/timmy.py:<arg>`):
+  sweep  32 seeds x lr (0.03, 0.1, 0.3): one vmapped program per group.
+  smoke  a 200-step run for tests and a first look.
+"""
+
+import ml_collections
+
+COLOURS = ('red', 'orange', 'yellow', 'green', 'blue', 'violet')
+
+
+def get_config(arg=None):
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # PRNG seed of the parameter init (and minibatch order, if any).
+
+  # --- Task: one colour repeated, e.g. "red red red red red<EOS>".
+  c.task = ml_collections.ConfigDict()
+  c.task.name = 'repeat'
+  c.task.tokens = COLOURS      # content tokens; vocabulary order = these, then
+  c.task.separator = ' '       # the separator token,
+  c.task.eos = '<EOS>'         # then the end-of-sequence token (8 tokens in all).
+  c.task.repeats = 5           # colour occurrences per line.
+  c.task.held_out = ('violet',)  # never trained; scored as the 'heldout' split.
+  # Token classes for per-class loss/accuracy; they must partition the targets.
+  c.task.classes = {'content': COLOURS, 'space': (' ',), 'eos': ('<EOS>',)}
+
+  # --- Model: exactly the hellm-world transformer (spec: 6,560 parameters).
+  c.model = ml_collections.ConfigDict()
+  c.model.name = 'transformer'
+  c.model.d_model = 16
+  c.model.n_layers = 2
+  c.model.n_heads = 2          # heads of 8 = column slices of Q/K/V.
+  c.model.d_mlp = 64           # 4 x d_model.
+  c.model.activation = 'relu'
+  c.model.positions = 'sinusoidal'  # sin on even, cos on odd features.
+  c.model.max_len = 0          # learned positions only; 0 = the task's length.
+  c.model.embed_scale = True   # token embedding x sqrt(d_model) = x4.
+  c.model.norm = 'standardize'  # (x - mean) / (std + eps), no gain or bias.
+  c.model.norm_eps = 2.2e-16   # the original adds machine epsilon to the std.
+  c.model.final_norm = True    # norm before the unembedding.
+  c.model.attn_bias = False
+  c.model.mlp_bias = True
+  c.model.unembed_bias = False
+  c.model.tie_embeddings = False
+  c.model.init_std = 0.02      # every matrix N(0, 0.02); biases 0.
+  c.model.init_scale = 1.0     # multiplies the whole init (sweepable, traced).
+
+  # --- Optimizer: the recorded run used plain full-batch GD at lr 0.1.
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = 'sgd'     # sgd | adam | adamw
+  c.optimizer.lr = 0.1         # (hellm-world's tagged release later used 0.03)
+  c.optimizer.momentum = 0.0
+  c.optimizer.weight_decay = 0.0
+  c.optimizer.b1 = 0.9         # adam/adamw only
+  c.optimizer.b2 = 0.999       # adam/adamw only
+  c.optimizer.eps = 1e-8       # adam/adamw only
+  c.optimizer.schedule = 'constant'  # constant | cosine
+  c.optimizer.warmup_steps = 0
+  c.optimizer.decay_steps = 0  # cosine only
+  c.optimizer.grad_clip = 0.0  # 0 = off
+
+  # --- Training loop.
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 6000         # recorded run: 5000; 6000 leaves room for late seeds.
+  c.train.batch_size = 0       # 0 = full batch (all five lines every step).
+  c.train.log_every = 10       # metric row every N steps (computed every step).
+  c.train.chunk_steps = 1000   # steps per device round-trip (one lax.scan).
+
+  # --- Evaluation (held-out split, generations) on a coarser schedule.
+  c.eval = ml_collections.ConfigDict()
+  c.eval.every = 50            # heldout loss + generation exact-match every N steps.
+  c.eval.track_generations = True  # greedy-decode every prompt at eval steps.
+  c.eval.prompts = COLOURS     # summary.json gets the greedy continuation of each.
+  c.eval.max_new_tokens = 100  # generation cap, as the original.
+
+  # --- Milestones: first step a condition holds, exact to the step for train
+  # metrics (checked every step), to eval.every for eval metrics.
+  c.milestones = {
+      'breakthrough_step': ('loss/content', '<', 0.8),
+      'heldout_correct_step': ('generation/violet', '>=', 1.0),
+  }
+
+  # --- Checkpoints (orbax): the trajectory is the point.
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every = 1000    # plus the final step.
+  c.checkpoint.log_spaced = True  # also at log_every x 2^k (10, 20, 40, ...).
+  c.checkpoint.keep = 0        # 0 = keep all.
+
+  # --- Sweep: seeds and traced hyperparameters share one compiled program.
+  c.sweep = ml_collections.ConfigDict()
+  c.sweep.seeds = 0            # N > 0: seeds 0..N-1 instead of `seed`.
+  c.sweep.lrs = ()             # learning rates (optimizer.lr) to sweep.
+  c.sweep.grid = {}            # other axes, nested like the config:
+                               # {'optimizer': {'momentum': (0.0, 0.9)}}.
+
+  if arg == 'sweep':
+    c.sweep.seeds = 32
+    c.sweep.lrs = (0.03, 0.1, 0.3)
+    c.checkpoint.log_spaced = False  # 96 runs: keep the checkpoint count modest.
+  elif arg == 'smoke':
+    c.train.steps = 200
+    c.train.chunk_steps = 100
+    c.checkpoint.every = 100
+  elif arg:
+    raise ValueError(f'unknown config variant {arg!r}; use sweep or smoke')
+  return c

@@ -1,0 +1,1 @@
+"""tinyjax: training dynamics of tiny language models, many runs at a time."""

@@ -1,0 +1,61 @@
+"""Optimizers from `config.optimizer`, with sweepable hyperparameters traced.
+
+`make(cfg, hp)` is called inside the traced per-run functions: `hp` holds the
+run's hyperparameters as traced scalars (learning rate, weight decay, momentum,
+...), so a whole grid compiles once. `optax.inject_hyperparams` keeps the
+current values in the optimizer state, where the trainer reads `lr` to log it.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from tinyjax.tasks import ConfigError
+
+NAMES = ('sgd', 'adam', 'adamw')
+
+
+def schedule(cfg, peak_lr):
+  """Linear warmup to peak_lr, then constant or cosine decay to 0."""
+  sched = cfg.get('schedule', 'constant')
+  warmup = cfg.get('warmup_steps', 0)
+  if sched == 'constant':
+    if not warmup:
+      return lambda count: peak_lr * jnp.ones_like(count, jnp.float32)
+    return lambda count: peak_lr * jnp.minimum(1.0, (count + 1) / warmup)
+  if sched == 'cosine':
+    return optax.warmup_cosine_decay_schedule(0.0, peak_lr, max(warmup, 1),
+                                              cfg.decay_steps)
+  raise ConfigError(f'optimizer.schedule: {sched!r} is not allowed; choose one of '
+                    "['constant', 'cosine']")
+
+
+def make(cfg, hp) -> optax.GradientTransformation:
+  """Returns the run's optimizer. hp: dict of (traced) scalars, keys as below."""
+  lr = schedule(cfg, hp['lr'])
+  if cfg.name == 'sgd':
+    inner = optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=hp['momentum'])
+    if 'weight_decay' in hp:
+      inner = optax.chain(optax.add_decayed_weights(hp['weight_decay']), inner)
+  elif cfg.name in ('adam', 'adamw'):
+    inner = optax.inject_hyperparams(optax.adamw)(
+        learning_rate=lr, b1=hp['b1'], b2=hp['b2'], eps=cfg.eps,
+        weight_decay=hp['weight_decay'] if cfg.name == 'adamw' else 0.0)
+  else:
+    raise ConfigError(f'optimizer.name: {cfg.name!r} is not allowed; choose one of '
+                      f'{list(NAMES)}')
+  parts = []
+  if cfg.get('grad_clip', 0.0):
+    parts.append(optax.clip_by_global_norm(cfg.grad_clip))
+  parts.append(inner)
+  return optax.chain(*parts) if len(parts) > 1 else inner
+
+
+def current_lr(opt_state):
+  """The learning rate inject_hyperparams used for the last update."""
+  for node in jax.tree.leaves(opt_state, is_leaf=lambda n: hasattr(n, 'hyperparams')):
+    if hasattr(node, 'hyperparams'):
+      return node.hyperparams['learning_rate']
+  return jnp.nan

@@ -1,0 +1,288 @@
+"""The compiled training program of one group of runs.
+
+A group is a set of runs whose arrays have the same shapes (same model, task
+and batch size); they differ only in hyperparameters that are traced values:
+seed, learning rate, weight decay, momentum, Adam betas, init scale. Every
+function below is written for ONE run and `jax.vmap`-ed over a leading `runs`
+axis; a single run is a group of one. The `runs` axis is sharded over devices
+by the caller (tinyjax.train), so nothing here knows about devices.
+
+Training state of one run (a pytree, checkpointed as is):
+  params        nnx.State of the model's parameters
+  opt_state     optax state (inject_hyperparams keeps lr etc. in it)
+  milestones    int32[K]: first step each milestone condition held, -1 if never
+  diverged_step int32: first step with a non-finite loss or gradient, -1 if none
+After `diverged_step` a run is frozen: its parameters stop changing.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tinyjax import loss as loss_lib
+from tinyjax import model as model_lib
+from tinyjax import optimizer as optimizer_lib
+
+# config path -> hyperparameter name. These may vary inside one compiled group.
+TRACED = {
+    'seed': 'seed',
+    'optimizer.lr': 'lr',
+    'optimizer.momentum': 'momentum',
+    'optimizer.weight_decay': 'weight_decay',
+    'optimizer.b1': 'b1',
+    'optimizer.b2': 'b2',
+    'model.init_scale': 'init_scale',
+}
+OPS = {'<': jnp.less, '<=': jnp.less_equal, '>': jnp.greater, '>=': jnp.greater_equal}
+
+
+def base_hparams(config) -> dict[str, float]:
+  """The traced hyperparameters of `config` as {name: value}."""
+  out = {}
+  for path, name in TRACED.items():
+    node = config
+    for part in path.split('.'):
+      node = node[part]
+    out[name] = node
+  return out
+
+
+def hparam_arrays(runs_hparams: list[dict]) -> dict[str, np.ndarray]:
+  return {k: np.asarray([h[k] for h in runs_hparams],
+                        np.int32 if k == 'seed' else np.float32)
+          for k in runs_hparams[0]}
+
+
+class Program:
+  """Jitted init / chunk / evaluate / generate for one group of runs."""
+
+  def __init__(self, config, task):
+    self.config, self.task = config, task
+    self.vocab_size, self.max_len = len(task.vocab), task.max_len
+    self.log_every = config.train.log_every
+    self.eval_every = config.eval.every or config.train.log_every
+    self.groups_per_chunk = config.train.chunk_steps // self.log_every
+    self.milestones = [(name, *spec) for name, spec in config.milestones.items()]
+    abstract = nnx.eval_shape(lambda: model_lib.build(
+        config.model, self.vocab_size, self.max_len, nnx.Rngs(0)))
+    self.graphdef, abstract_params = nnx.split(abstract)
+    self.num_params = model_lib.count_params(abstract_params)
+    self.data = {'train': task.train.arrays(),
+                 **{k: s.arrays() for k, s in task.evals.items()}}
+    self._prompts = self._encode_prompts()
+
+    self.init = jax.jit(jax.vmap(self._init_run))
+    self.chunk = jax.jit(self._chunk)
+    self.evaluate = jax.jit(self._evaluate)
+    self.generate = jax.jit(self._generate, static_argnums=(2,))
+
+  # ------------------------------------------------------------ one run ---
+  def _init_run(self, hp):
+    key = jax.random.key(hp['seed'])
+    model = model_lib.build(self.config.model, self.vocab_size, self.max_len,
+                            nnx.Rngs(params=jax.random.fold_in(key, 0)))
+    params = nnx.state(model)
+    params = jax.tree.map(lambda p: p * hp['init_scale'], params)
+    return {'params': params,
+            'opt_state': optimizer_lib.make(self.config.optimizer, hp).init(params),
+            'milestones': -jnp.ones((len(self.milestones),), jnp.int32),
+            'diverged_step': jnp.int32(-1)}
+
+  def _batch(self, data, hp, step):
+    """Full batch, or minibatches cut from a per-epoch shuffle of the rows."""
+    b = self.config.train.batch_size
+    n = data['x_NxT'].shape[0]
+    if not b or b >= n:
+      return data
+    per_epoch = n // b
+    key = jax.random.fold_in(jax.random.key(hp['seed']), 1)
+    perm = jax.random.permutation(jax.random.fold_in(key, step // per_epoch), n)
+    idx = jax.lax.dynamic_slice(perm, ((step % per_epoch) * b,), (b,))
+    return jax.tree.map(lambda x: x[idx], data)
+
+  def _forward(self, params, batch):
+    logits, aux = nnx.merge(self.graphdef, params)(batch['x_NxT'])
+    ce = loss_lib.token_ce(logits, batch['y_NxT'])
+    mask = batch['mask_NxT']
+    return (ce * mask).sum() / jnp.maximum(mask.sum(), 1.0), (logits, aux)
+
+  def _measure(self, state, hp, data, step):
+    """Loss, gradients and the train metrics at the current parameters."""
+    batch = self._batch(data['train'], hp, step)
+    (loss, (logits, aux)), grads = jax.value_and_grad(self._forward, has_aux=True)(
+        state['params'], batch)
+    m = loss_lib.lm_metrics(logits, batch, self.task.class_names, aux)
+    m['loss'] = loss
+    m['grad_norm'] = loss_lib.global_norm(grads)
+    m['param_norm'] = loss_lib.global_norm(state['params'])
+    m.update(loss_lib.layer_norms(nnx.to_pure_dict(state['params'])))
+    return m, grads
+
+  def _update_milestones(self, state, m, step):
+    ms = state['milestones']
+    for k, (_, metric, op, threshold) in enumerate(self.milestones):
+      if metric in m:
+        hit = OPS[op](m[metric], threshold) & (state['diverged_step'] < 0)
+        ms = ms.at[k].set(jnp.where((ms[k] < 0) & hit, step, ms[k]))
+    return {**state, 'milestones': ms}
+
+  def _step_run(self, state, hp, data, step):
+    m, grads = self._measure(state, hp, data, step)
+    tx = optimizer_lib.make(self.config.optimizer, hp)
+    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
+    params = jax.tree.map(jnp.add, state['params'], updates)
+    m['lr'] = optimizer_lib.current_lr(opt_state)
+    bad = ~(jnp.isfinite(m['loss']) & jnp.isfinite(m['grad_norm']))
+    frozen = bad | (state['diverged_step'] >= 0)
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(frozen, b, a), new, old)
+    state = self._update_milestones(state, m, step)
+    state = {**state,
+             'params': keep(params, state['params']),
+             'opt_state': keep(opt_state, state['opt_state']),
+             'diverged_step': jnp.where((state['diverged_step'] < 0) & bad, step,
+                                        state['diverged_step'])}
+    return state, m
+
+  def _eval_run(self, state, hp, data, step):
+    """Metrics on the eval splits and exact-match of tracked generations."""
+    m = {}
+    for name in self.task.evals:
+      loss, (logits, aux) = self._forward(state['params'], data[name])
+      em = loss_lib.lm_metrics(logits, data[name], self.task.class_names, {},
+                               prefix=f'{name}/')
+      m.update(em)
+    if self._prompts['track']:
+      toks = self._generate_run(state['params'], self._prompts, self._prompts['n_track'])
+      exp, emask = self._prompts['expected'], self._prompts['expected_mask']
+      right = ((toks == exp) | (emask == 0)).all(-1)
+      for i, p in enumerate(self.task.prompts):
+        m[f'generation/{p}'] = right[i].astype(jnp.float32)
+      m['generation/accuracy'] = right.mean()
+    return self._update_milestones(state, m, step), m
+
+  # ------------------------------------------------------ vmapped, jitted ---
+  def _chunk(self, state, hp, data, start, n_steps):
+    """Trains steps [start, start + n_steps) of every run; n_steps <= chunk_steps.
+
+    Returns the new state and one metric row per log step (the metrics of the
+    parameters before that step's update), stacked [groups_per_chunk, runs, ...];
+    rows past n_steps are NaN. A row's eval metrics are NaN unless its step is a
+    multiple of eval.every.
+    """
+    v_step = jax.vmap(self._step_run, in_axes=(0, 0, None, None))
+    v_eval = jax.vmap(self._eval_run, in_axes=(0, 0, None, None))
+    end = start + n_steps
+    eval_shape = jax.eval_shape(v_eval, state, hp, data, start)[1]
+    nan_eval = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), eval_shape)
+    step_shape = jax.eval_shape(v_step, state, hp, data, start)[1]
+    nan_step = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), step_shape)
+
+    def group(state, g):
+      s0 = start + g * self.log_every
+      do_eval = (s0 < end) & (s0 % self.eval_every == 0)
+      state, em = jax.lax.cond(do_eval, lambda st: v_eval(st, hp, data, s0),
+                               lambda st: (st, nan_eval), state)
+
+      def inner(state, i):
+        s = s0 + i
+        return jax.lax.cond(s < end, lambda st: v_step(st, hp, data, s),
+                            lambda st: (st, nan_step), state)
+
+      state, m = jax.lax.scan(inner, state, jnp.arange(self.log_every))
+      return state, {**jax.tree.map(lambda x: x[0], m), **em}
+
+    return jax.lax.scan(group, state, jnp.arange(self.groups_per_chunk))
+
+  def _evaluate(self, state, hp, data, step):
+    """The metric row at the current parameters, without training."""
+    def one(st, h):
+      m, _ = self._measure(st, h, data, step)
+      m['lr'] = optimizer_lib.current_lr(st['opt_state'])
+      st = self._update_milestones(st, m, step)
+      st, em = self._eval_run(st, h, data, step)
+      return st, {**m, **em}
+    return jax.vmap(one)(state, hp)
+
+  # --------------------------------------------------------- generation ---
+  def _encode_prompts(self):
+    vocab, task = self.task.vocab, self.task
+    prompts = [vocab.encode(p) for p in task.prompts]
+    if not prompts:
+      return {'track': False}
+    width = max(map(len, prompts))
+    toks = np.zeros((len(prompts), width), np.int32)
+    for i, p in enumerate(prompts):
+      toks[i, :len(p)] = p
+    out = {'tokens': toks, 'lengths': np.asarray(list(map(len, prompts)), np.int32),
+           'track': bool(self.config.eval.track_generations and task.expected)}
+    if out['track']:
+      exp = [vocab.encode(task.expected[p]) + ([vocab.eos_id] if vocab.eos else [])
+             for p in task.prompts]
+      n = max(map(len, exp))
+      out['n_track'] = n
+      out['expected'] = np.zeros((len(exp), n), np.int32)
+      out['expected_mask'] = np.zeros((len(exp), n), np.int32)
+      for i, e in enumerate(exp):
+        out['expected'][i, :len(e)] = e
+        out['expected_mask'][i, :len(e)] = 1
+    return out
+
+  def _generate_run(self, params, prompts, n_new):
+    """Greedy continuation of every prompt; after EOS only EOS. [P, n_new]."""
+    model = nnx.merge(self.graphdef, params)
+    p_len = jnp.asarray(prompts['lengths'])
+    p_toks = jnp.asarray(prompts['tokens'])
+    n_p, width = p_toks.shape
+    buf = jnp.zeros((n_p, width + n_new), jnp.int32).at[:, :width].set(p_toks)
+    eos = self.task.vocab.eos_id
+    rows = jnp.arange(n_p)
+
+    def body(j, carry):
+      buf, done = carry
+      logits, _ = model(buf)
+      nxt = logits[rows, p_len + j - 1].argmax(-1).astype(jnp.int32)
+      nxt = jnp.where(done, eos if eos >= 0 else 0, nxt)
+      buf = buf.at[rows, p_len + j].set(nxt)
+      return buf, done | (nxt == eos)
+
+    buf, _ = jax.lax.fori_loop(0, n_new, body, (buf, jnp.zeros((n_p,), bool)))
+    idx = p_len[:, None] + jnp.arange(n_new)[None, :]
+    return jnp.take_along_axis(buf, idx, axis=1)
+
+  def _generate(self, params, prompts, n_new):
+    return jax.vmap(self._generate_run, in_axes=(0, None, None))(params, prompts, n_new)
+
+  def generations(self, params, n_new: int) -> list[dict[str, str]]:
+    """Host helper: {prompt: completion text} for every run."""
+    prompts = {k: self._prompts[k] for k in ('tokens', 'lengths')}
+    toks = np.asarray(self.generate(params, prompts, n_new))
+    return [{p: self.task.vocab.decode(toks[r, i]) for i, p in enumerate(self.task.prompts)}
+            for r in range(toks.shape[0])]
+
+  def max_new_tokens(self, requested: int) -> int:
+    """Generation cap, within the positions a learned-position model knows."""
+    if self.config.model.get('positions') == 'learned':
+      limit = (self.config.model.get('max_len') or self.max_len)
+      return max(1, min(requested, limit - int(self._prompts['lengths'].max())))
+    return requested
+
+
+def flatten_row(row: dict[str, np.ndarray], r: int) -> dict[str, float]:
+  """One run's metrics from a stacked row, with per-head entropies named."""
+  out = {}
+  for k, v in row.items():
+    v = np.asarray(v[r])
+    if k.endswith('attention_entropy_LxH'):
+      base = k[:-len('_LxH')]
+      for l in range(v.shape[0]):
+        for h in range(v.shape[1]):
+          out[f'{base}/layer{l}/head{h}'] = float(v[l, h])
+    else:
+      out[k] = float(v)
+  return out

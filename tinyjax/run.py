@@ -1,0 +1,44 @@
+"""python -m tinyjax.run --config configs/timmy.py[:variant] --workdir DIR
+
+Parses flags and calls train.train_and_evaluate; nothing else lives here.
+Override any config field on the command line, e.g. --config.train.steps=500.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Experiment config file[:variant].',
+                                lock_config=True)
+flags.DEFINE_string('workdir', None, 'Output directory (resumed if it exists).')
+flags.DEFINE_bool('overwrite', False, 'Delete --workdir first instead of resuming.')
+flags.DEFINE_bool('progress', True, 'Show a progress bar.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
+  from tinyjax import train  # after flag parsing: a bad flag fails fast
+  from tinyjax.tasks import ConfigError
+  try:
+    summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir,
+                                       overwrite=FLAGS.overwrite, progress=FLAGS.progress)
+  except ConfigError as e:
+    print(f'tinyjax: error: {e}', file=sys.stderr)
+    sys.exit(2)
+  except train.Interrupted:
+    print(f'tinyjax: stopped; resume with the same command (--workdir {FLAGS.workdir})',
+          file=sys.stderr)
+    sys.exit(130)
+  from tinyjax import report
+  print(report.brief(summary))
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,303 @@
+"""train_and_evaluate(config, workdir): every run of a config, start to summary.
+
+Host loop, per group of runs (see tinyjax.sweep):
+  1. build the Program, put hyperparameters and state on the devices with the
+     `runs` axis sharded over a 1-D mesh (padded to a multiple of the devices);
+  2. restore the newest readable checkpoint, if any, else init;
+  3. run chunks of `train.chunk_steps` steps: chunk k+1 is dispatched before
+     chunk k's metric rows are fetched, and a background thread writes them;
+  4. checkpoint at the scheduled steps (after the metrics before them are on
+     disk), evaluate the final parameters, decode the prompts, summarise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import signal
+import threading
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from jax.sharding import NamedSharding, PartitionSpec as P
+import tqdm
+
+from tinyjax import model as model_lib
+from tinyjax import program as program_lib
+from tinyjax import sweep as sweep_lib
+from tinyjax import tasks as tasks_lib
+from tinyjax import validate
+from tinyjax import writer as writer_lib
+from tinyjax.tasks import ConfigError
+
+log = logging.getLogger('tinyjax')
+
+
+class Interrupted(Exception):
+  """SIGINT arrived; the current chunk was finished and checkpointed."""
+
+
+@dataclasses.dataclass
+class _Sigint:
+  """Turns the first Ctrl-C into a flag the loop checks between chunks."""
+  hit: bool = False
+
+  def __enter__(self):
+    self._old = None
+    if threading.current_thread() is threading.main_thread():
+      self._old = signal.signal(signal.SIGINT, self._handle)
+    return self
+
+  def _handle(self, *_):
+    if self.hit:  # second Ctrl-C: stop now
+      raise KeyboardInterrupt
+    self.hit = True
+    print('\ntinyjax: interrupted; finishing the current chunk and checkpointing '
+          '(Ctrl-C again to stop at once)', flush=True)
+
+  def __exit__(self, *exc):
+    if self._old is not None:
+      signal.signal(signal.SIGINT, self._old)
+
+
+def checkpoint_steps(config) -> set[int]:
+  c, steps = config.checkpoint, config.train.steps
+  out = {steps}
+  if c.every:
+    out.update(range(c.every, steps, c.every))
+  if c.log_spaced:
+    s = config.train.log_every
+    out.add(0)
+    while s < steps:
+      out.add(s)
+      s *= 2
+  return out
+
+
+def chunk_schedule(config, start: int) -> list[tuple[int, int]]:
+  steps, size = config.train.steps, config.train.chunk_steps
+  bounds = sorted({b for b in checkpoint_steps(config) | set(range(0, steps, size))
+                   | {steps} if start <= b <= steps})
+  out = []
+  for a, b in zip(bounds, bounds[1:]):
+    out.append((a, b - a))
+  return out
+
+
+def prepare_workdir(config, workdir: str, overwrite: bool) -> None:
+  """Refuses a workdir that holds a different experiment; records the config."""
+  path = os.path.join(workdir, 'config.json')
+  new = json.loads(config.to_json_best_effort(sort_keys=True))
+  if os.path.exists(path) and not overwrite:
+    with open(path) as f:
+      old = json.load(f)
+    if old != new:
+      diff = sorted(k for k in _flat(old).keys() | _flat(new).keys()
+                    if _flat(old).get(k) != _flat(new).get(k))
+      raise ConfigError(
+          f'--workdir {workdir}: holds a different config (differs in '
+          f'{", ".join(diff[:5])}); rerun with the same config to resume, choose '
+          'another --workdir, or pass --overwrite to start over')
+  if overwrite and os.path.isdir(workdir):
+    import shutil
+    shutil.rmtree(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  with open(path + '.tmp', 'w') as f:
+    json.dump(new, f, indent=2, sort_keys=True)
+  os.replace(path + '.tmp', path)
+
+
+def _flat(d, prefix=''):
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def build_task(config):
+  task = tasks_lib.build(config.task)
+  model_lib.validate(config.model, len(task.vocab), task.max_len)
+  for p in config.eval.prompts:
+    task.vocab.encode(p)  # raises ConfigError on an unknown token
+  return task
+
+
+def train_and_evaluate(config, workdir: str, overwrite: bool = False,
+                       progress: bool = True) -> dict:
+  """Trains every run of `config` into `workdir`; returns the summary dict."""
+  validate.check(config)
+  groups = sweep_lib.expand(config)
+  tasks = [build_task(g.config) for g in groups]  # all errors before any write
+  prepare_workdir(config, workdir, overwrite)
+  mesh = runs_mesh()
+  summary = {'runs': []}
+  with _Sigint() as sigint:
+    for group, task in zip(groups, tasks):
+      summary['runs'] += train_group(group, task, workdir, mesh, sigint, progress)
+      write_summary(workdir, summary)
+      if sigint.hit:
+        raise Interrupted(workdir)
+  if len(summary['runs']) > 1:
+    from tinyjax import report
+    report.write(workdir, summary, config)
+  return summary
+
+
+def runs_mesh():
+  """A 1-D mesh over every device; runs are independent, so auto sharding
+  propagates the `runs` axis through the whole program without communication."""
+  return jax.make_mesh((jax.device_count(),), ('runs',),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def write_summary(workdir, summary):
+  path = os.path.join(workdir, 'summary.json')
+  with open(path + '.tmp', 'w') as f:
+    json.dump(summary, f, indent=2)
+  os.replace(path + '.tmp', path)
+
+
+def _pad(tree, n_pad):
+  if not n_pad:
+    return tree
+  return jax.tree.map(lambda x: np.concatenate([x, np.repeat(x[:1], n_pad, 0)]), tree)
+
+
+def checkpoint_manager(workdir: str, group_name: str, keep: int = 0):
+  directory = os.path.abspath(os.path.join(workdir, group_name, 'checkpoints'))
+  return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+      max_to_keep=keep or None, enable_async_checkpointing=True, create=True))
+
+
+def restore_latest(mgr, target):
+  """The newest checkpoint that reads back; older ones if it is damaged."""
+  for step in sorted(mgr.all_steps(), reverse=True):
+    try:
+      return step, mgr.restore(step, args=ocp.args.StandardRestore(target))
+    except Exception as e:  # truncated or corrupt files
+      log.warning('checkpoint at step %d is unreadable (%s); trying an older one',
+                  step, str(e).splitlines()[0][:200])
+      print(f'tinyjax: warning: checkpoint at step {step} is unreadable; '
+            'using an older one', flush=True)
+  return None, None
+
+
+def train_group(group, task, workdir, mesh, sigint, progress=True) -> list[dict]:
+  config = group.config
+  prog = program_lib.Program(config, task)
+  runs = group.runs
+  n_runs, n_dev = len(runs), mesh.devices.size
+  n_pad = -n_runs % n_dev
+  shard = NamedSharding(mesh, P('runs'))
+  replicated = NamedSharding(mesh, P())
+  hp_np = program_lib.hparam_arrays([r['hparams'] for r in runs])
+  hp = jax.device_put(_pad(hp_np, n_pad), shard)
+  data = jax.device_put(prog.data, replicated)
+
+  mgr = checkpoint_manager(workdir, group.name, config.checkpoint.keep)
+  abstract = jax.eval_shape(prog.init, hp_np)
+  target = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), abstract)
+  start, restored = restore_latest(mgr, target)
+  if restored is None:
+    start = 0
+    state = prog.init(hp)
+  else:
+    state = jax.device_put(_pad(restored, n_pad), shard)
+    print(f'tinyjax: resuming {group.name or "runs"} from step {start}', flush=True)
+
+  run_dirs = [os.path.join(workdir, r['name']) for r in runs]
+  writers = [writer_lib.RunWriter(d, start, {**r['hparams'], **r['swept']},
+                                  ['loss', *(f'loss/{c}' for c in task.class_names)])
+             for d, r in zip(run_dirs, runs)]
+  out = writer_lib.AsyncWriter(writers)
+  ckpt_steps = checkpoint_steps(config)
+  log_every = config.train.log_every
+  bar = tqdm.tqdm(total=config.train.steps, initial=start, disable=not progress,
+                  desc=group.name or f'{n_runs} run' + ('s' if n_runs > 1 else ''),
+                  unit='step', dynamic_ncols=True)
+
+  def write_rows(first_step, n_rows, rows):
+    for g in range(n_rows):
+      step = first_step + g * log_every
+      row = {k: v[g] for k, v in rows.items()}
+      for r, w in enumerate(writers):
+        w.write(step, program_lib.flatten_row(row, r))
+
+  def finish(chunk_start, n, rows, state_after):
+    """Fetches a chunk's rows (waits for the device), queues the writes."""
+    rows = {k: v[:, :n_runs] for k, v in jax.device_get(rows).items()}
+    n_rows = math.ceil(n / log_every)
+    out.submit(write_rows, chunk_start, n_rows, rows)
+    bar.update(n)
+    loss = rows['loss'][n_rows - 1]
+    bar.set_postfix(loss=f'{np.nanmedian(loss):.4f}' if n_runs == 1 or np.isfinite(loss).any()
+                    else 'nan')
+    end = chunk_start + n
+    if end in ckpt_steps or sigint.hit:
+      out.flush()  # metrics before `end` are on disk before the checkpoint
+      unpadded = jax.tree.map(lambda x: x[:n_runs], state_after) if n_pad else state_after
+      mgr.save(end, args=ocp.args.StandardSave(unpadded), force=True)
+    return end
+
+  pending = None
+  end = start
+  try:
+    for chunk_start, n in chunk_schedule(config, start):
+      new_state, rows = prog.chunk(state, hp, data, chunk_start, n)
+      if pending is not None:
+        end = finish(*pending)
+        if sigint.hit:
+          break
+      pending = (chunk_start, n, rows, new_state)
+      state = new_state
+    else:
+      if pending is not None:
+        end = finish(*pending)
+    if sigint.hit and end < config.train.steps:
+      return _stop(mgr, out, bar)
+  except BaseException:
+    bar.close()
+    mgr.wait_until_finished()
+    raise
+
+  # Final evaluation at the last step: a row at `steps`, generations, summary.
+  state, final = prog.evaluate(state, hp, data, end)
+  final = {k: v[:n_runs] for k, v in jax.device_get(final).items()}
+  out.submit(write_rows, end, 1, {k: v[None] for k, v in final.items()})
+  out.close()
+  mgr.wait_until_finished()
+  bar.close()
+  gens = prog.generations(state['params'], prog.max_new_tokens(config.eval.max_new_tokens))
+  milestones = np.asarray(state['milestones'])[:n_runs]
+  diverged = np.asarray(state['diverged_step'])[:n_runs]
+  results = []
+  for r, run in enumerate(runs):
+    entry = {'name': run['name'], 'dir': run['name'],
+             'hparams': {**run['hparams'], **run['swept']},
+             'num_params': prog.num_params,
+             'final': {'step': end, **program_lib.flatten_row(final, r)}}
+    for k, (name, *_) in enumerate(prog.milestones):
+      entry[name] = int(milestones[r, k]) if milestones[r, k] >= 0 else None
+    entry['diverged'] = bool(diverged[r] >= 0)
+    entry['diverged_step'] = int(diverged[r]) if diverged[r] >= 0 else None
+    entry['generations'] = gens[r]
+    if task.expected:
+      entry['generation_correct'] = {p: gens[r][p] == task.expected[p] for p in gens[r]}
+    entry['final'] = {k: (v if math.isfinite(v) else None) if isinstance(v, float) else v
+                      for k, v in entry['final'].items()}
+    results.append(entry)
+  return results
+
+
+def _stop(mgr, out, bar):
+  out.close()
+  mgr.wait_until_finished()
+  bar.close()
+  return []

@@ -1,0 +1,43 @@
+"""Checks a config before anything is compiled or written.
+
+Every failure is a ConfigError whose message names the field, the value and
+what is allowed; tinyjax.run prints it as one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+from tinyjax.tasks import ConfigError
+
+
+def _require(ok: bool, field: str, value, allowed: str):
+  if not ok:
+    raise ConfigError(f'{field}: {value!r} is not allowed; {allowed}')
+
+
+def check(config):
+  t, o, e, c = config.train, config.optimizer, config.eval, config.checkpoint
+  _require(isinstance(config.seed, int) and config.seed >= 0, 'seed', config.seed,
+           'use an integer >= 0')
+  _require(t.steps > 0, 'train.steps', t.steps, 'use > 0')
+  _require(t.log_every > 0, 'train.log_every', t.log_every, 'use > 0')
+  _require(t.chunk_steps > 0 and t.chunk_steps % t.log_every == 0, 'train.chunk_steps',
+           t.chunk_steps, f'use a positive multiple of train.log_every={t.log_every}')
+  _require(t.batch_size >= 0, 'train.batch_size', t.batch_size, 'use 0 (full batch) or > 0')
+  _require(o.lr > 0, 'optimizer.lr', o.lr, 'use > 0')
+  for name in ('momentum', 'b1', 'b2'):
+    _require(0 <= o[name] < 1, f'optimizer.{name}', o[name], 'use a value in [0, 1)')
+  _require(o.weight_decay >= 0, 'optimizer.weight_decay', o.weight_decay, 'use >= 0')
+  _require(e.every >= 0 and e.every % t.log_every == 0, 'eval.every', e.every,
+           f'use 0 (= log_every) or a multiple of train.log_every={t.log_every}')
+  _require(e.max_new_tokens > 0, 'eval.max_new_tokens', e.max_new_tokens, 'use > 0')
+  _require(c.every >= 0, 'checkpoint.every', c.every, 'use 0 (final only) or > 0')
+  _require(c.every == 0 or c.every % t.log_every == 0, 'checkpoint.every', c.every,
+           f'use a multiple of train.log_every={t.log_every}')
+  for name, spec in config.milestones.items():
+    _require(isinstance(spec, (tuple, list)) and len(spec) == 3 and spec[1] in
+             ('<', '<=', '>', '>='), f'milestones.{name}', spec,
+             "use (metric, op, threshold) with op one of '<', '<=', '>', '>='")
+  s = config.sweep
+  _require(s.seeds >= 0, 'sweep.seeds', s.seeds, 'use 0 (off) or N > 0 (seeds 0..N-1)')
+  for lr in s.lrs:
+    _require(lr > 0, 'sweep.lrs', tuple(s.lrs), 'every learning rate must be > 0')

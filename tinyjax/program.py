@@ -210,16 +210,19 @@ class Program:
     return jax.vmap(one)(state, hp)
 
   # --------------------------------------------------------- generation ---
+  def encode_prompts(self, prompts):
+    """Right-padded prompt tokens and lengths (raises ConfigError on OOV text)."""
+    ids = [self.task.vocab.encode(p) for p in prompts]
+    toks = np.zeros((len(ids), max(map(len, ids))), np.int32)
+    for i, p in enumerate(ids):
+      toks[i, :len(p)] = p
+    return {'tokens': toks, 'lengths': np.asarray(list(map(len, ids)), np.int32)}
+
   def _encode_prompts(self):
     vocab, task = self.task.vocab, self.task
-    prompts = [vocab.encode(p) for p in task.prompts]
-    if not prompts:
+    if not task.prompts:
       return {'track': False}
-    width = max(map(len, prompts))
-    toks = np.zeros((len(prompts), width), np.int32)
-    for i, p in enumerate(prompts):
-      toks[i, :len(p)] = p
-    out = {'tokens': toks, 'lengths': np.asarray(list(map(len, prompts)), np.int32),
+    out = {**self.encode_prompts(task.prompts),
            'track': bool(self.config.eval.track_generations and task.expected)}
     if out['track']:
       exp = [vocab.encode(task.expected[p]) + ([vocab.eos_id] if vocab.eos else [])
@@ -258,18 +261,22 @@ class Program:
   def _generate(self, params, prompts, n_new):
     return jax.vmap(self._generate_run, in_axes=(0, None, None))(params, prompts, n_new)
 
-  def generations(self, params, n_new: int) -> list[dict[str, str]]:
-    """Host helper: {prompt: completion text} for every run."""
-    prompts = {k: self._prompts[k] for k in ('tokens', 'lengths')}
-    toks = np.asarray(self.generate(params, prompts, n_new))
-    return [{p: self.task.vocab.decode(toks[r, i]) for i, p in enumerate(self.task.prompts)}
+  def generations(self, params, n_new: int, prompts=None) -> list[dict[str, str]]:
+    """Host helper: {prompt: greedy completion text} for every run in params."""
+    prompts = tuple(self.task.prompts if prompts is None else prompts)
+    if not prompts:
+      return [{} for _ in range(jax.tree.leaves(params)[0].shape[0])]
+    enc = self.encode_prompts(prompts)
+    n_new = self.max_new_tokens(n_new, int(enc['lengths'].max()))
+    toks = np.asarray(self.generate(params, enc, n_new))
+    return [{p: self.task.vocab.decode(toks[r, i]) for i, p in enumerate(prompts)}
             for r in range(toks.shape[0])]
 
-  def max_new_tokens(self, requested: int) -> int:
+  def max_new_tokens(self, requested: int, prompt_len: int) -> int:
     """Generation cap, within the positions a learned-position model knows."""
     if self.config.model.get('positions') == 'learned':
       limit = (self.config.model.get('max_len') or self.max_len)
-      return max(1, min(requested, limit - int(self._prompts['lengths'].max())))
+      return max(1, min(requested, limit - prompt_len))
     return requested
 
 

@@ -26,6 +26,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec as P
 import tqdm
 
+from tinyjax import checkpoint as ckpt_lib
 from tinyjax import model as model_lib
 from tinyjax import program as program_lib
 from tinyjax import sweep as sweep_lib
@@ -129,6 +130,16 @@ def build_task(config):
   return task
 
 
+def load_config(workdir: str):
+  """The config a workdir was trained with (its config.json)."""
+  import ml_collections
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise ConfigError(f'--workdir {workdir}: no config.json; is it a tinyjax workdir?')
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
 def train_and_evaluate(config, workdir: str, overwrite: bool = False,
                        progress: bool = True) -> dict:
   """Trains every run of `config` into `workdir`; returns the summary dict."""
@@ -170,25 +181,6 @@ def _pad(tree, n_pad):
   return jax.tree.map(lambda x: np.concatenate([x, np.repeat(x[:1], n_pad, 0)]), tree)
 
 
-def checkpoint_manager(workdir: str, group_name: str, keep: int = 0):
-  directory = os.path.abspath(os.path.join(workdir, group_name, 'checkpoints'))
-  return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
-      max_to_keep=keep or None, enable_async_checkpointing=True, create=True))
-
-
-def restore_latest(mgr, target):
-  """The newest checkpoint that reads back; older ones if it is damaged."""
-  for step in sorted(mgr.all_steps(), reverse=True):
-    try:
-      return step, mgr.restore(step, args=ocp.args.StandardRestore(target))
-    except Exception as e:  # truncated or corrupt files
-      log.warning('checkpoint at step %d is unreadable (%s); trying an older one',
-                  step, str(e).splitlines()[0][:200])
-      print(f'tinyjax: warning: checkpoint at step {step} is unreadable; '
-            'using an older one', flush=True)
-  return None, None
-
-
 def train_group(group, task, workdir, mesh, sigint, progress=True) -> list[dict]:
   config = group.config
   prog = program_lib.Program(config, task)
@@ -201,10 +193,9 @@ def train_group(group, task, workdir, mesh, sigint, progress=True) -> list[dict]
   hp = jax.device_put(_pad(hp_np, n_pad), shard)
   data = jax.device_put(prog.data, replicated)
 
-  mgr = checkpoint_manager(workdir, group.name, config.checkpoint.keep)
-  abstract = jax.eval_shape(prog.init, hp_np)
-  target = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), abstract)
-  start, restored = restore_latest(mgr, target)
+  mgr = ckpt_lib.manager(workdir, group.name, config.checkpoint.keep)
+  target = ckpt_lib.numpy_target(prog.init, hp_np)
+  start, restored = ckpt_lib.restore_latest(mgr, target)
   if restored is None:
     start = 0
     state = prog.init(hp)
@@ -246,6 +237,9 @@ def train_group(group, task, workdir, mesh, sigint, progress=True) -> list[dict]
       mgr.save(end, args=ocp.args.StandardSave(unpadded), force=True)
     return end
 
+  if start == 0 and 0 in ckpt_steps and restored is None:
+    mgr.save(0, args=ocp.args.StandardSave(jax.tree.map(lambda x: x[:n_runs], state)
+                                            if n_pad else state))
   pending = None
   end = start
   try:
@@ -274,7 +268,7 @@ def train_group(group, task, workdir, mesh, sigint, progress=True) -> list[dict]
   out.close()
   mgr.wait_until_finished()
   bar.close()
-  gens = prog.generations(state['params'], prog.max_new_tokens(config.eval.max_new_tokens))
+  gens = prog.generations(state['params'], config.eval.max_new_tokens)
   milestones = np.asarray(state['milestones'])[:n_runs]
   diverged = np.asarray(state['diverged_step'])[:n_runs]
   results = []

@@ -1,0 +1,21 @@
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+@pytest.fixture
+def timmy():
+  """The Timmy config, shrunk for tests where the test says so."""
+  from configs import timmy as timmy_cfg
+  return timmy_cfg.get_config()
+
+
+def run_cli(*args, timeout=300, env=None):
+  import subprocess
+  e = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
+  return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True,
+                        text=True, timeout=timeout, env=e)

@@ -1,0 +1,132 @@
+"""Training end to end: outputs, plateau, resume, CLI."""
+
+import glob
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+from tinyjax import train
+from tinyjax import writer
+
+
+def _short(cfg, steps=100):
+  with cfg.unlocked():
+    cfg.train.steps = steps
+    cfg.train.chunk_steps = 50
+    cfg.checkpoint.every = 50
+  return cfg
+
+
+def test_short_run_writes_every_output_and_reaches_the_plateau(timmy, tmp_path):
+  cfg = _short(timmy, steps=200)
+  summary = train.train_and_evaluate(cfg, str(tmp_path), progress=False)
+  (run,) = summary['runs']
+  assert run['name'] == run['dir'] == 'seed=0'
+  for key in ('name', 'dir', 'hparams', 'final', 'breakthrough_step', 'diverged',
+              'generations'):
+    assert key in run
+  assert set(run['generations']) == set(cfg.eval.prompts)
+  assert run['diverged'] is False and run['num_params'] == 6560
+  on_disk = json.load(open(tmp_path / 'summary.json'))
+  assert on_disk['runs'][0]['final'] == run['final']
+  assert json.load(open(tmp_path / 'config.json'))['optimizer']['lr'] == 0.1
+
+  rows = writer.read_jsonl(str(tmp_path / 'seed=0' / 'metrics.jsonl'))
+  assert [r['step'] for r in rows] == list(range(0, 201, 10))
+  keys = set(rows[0])
+  for k in ('loss', 'loss/content', 'loss/space', 'loss/eos', 'accuracy/content',
+            'attention_entropy/layer1/head1', 'grad_norm', 'param_norm'):
+    assert k in keys
+  # classes partition the 45 targets: 20 content, 20 space, 5 eos.
+  for r in rows:
+    mix = (20 * r['loss/content'] + 20 * r['loss/space'] + 5 * r['loss/eos']) / 45
+    assert abs(mix - r['loss']) < 1e-5
+  # Plain GD lr 0.1 from N(0, 0.02): the plateau at (20 ln 5) / 45 = 0.715.
+  assert 0.70 < rows[-1]['loss'] < 0.75
+  assert abs(rows[-1]['loss/content'] - np.log(5)) < 0.03
+  assert rows[-1]['step'] == 200 and run['final']['loss'] == rows[-1]['loss']
+  assert glob.glob(str(tmp_path / 'seed=0' / 'events.out.tfevents.*'))
+  assert sorted(int(d) for d in os.listdir(tmp_path / 'checkpoints')) == [
+      0, 10, 20, 40, 50, 80, 100, 150, 160, 200]
+
+
+def test_breakthrough_step_is_exact_to_the_step(timmy, tmp_path):
+  """The milestone is checked every step, not only on logged ones."""
+  cfg = _short(timmy, steps=100)
+  with cfg.unlocked():
+    cfg.milestones = {'below': ('loss', '<', 1.5)}
+  summary = train.train_and_evaluate(cfg, str(tmp_path), progress=False)
+  step = summary['runs'][0]['below']
+  assert step is not None and step % 10 != 0  # between two logged rows
+  with cfg.unlocked():
+    cfg.train.steps, cfg.train.log_every, cfg.checkpoint.every = step + 1, 1, 0
+    cfg.train.chunk_steps, cfg.eval.every = step + 1, 0
+    cfg.checkpoint.log_spaced = False
+  train.train_and_evaluate(cfg, str(tmp_path / 'dense'), progress=False)
+  rows = writer.read_jsonl(str(tmp_path / 'dense' / 'seed=0' / 'metrics.jsonl'))
+  first = next(r['step'] for r in rows if r['loss'] < 1.5)
+  assert first == step
+
+
+def test_resume_equals_uninterrupted(timmy, tmp_path):
+  cfg = _short(timmy, steps=150)
+  full = train.train_and_evaluate(cfg, str(tmp_path / 'a'), progress=False)
+  b = tmp_path / 'b'
+  train.train_and_evaluate(cfg, str(b), progress=False)
+  # Crash after the step-50 checkpoint: later checkpoints, the summary and the
+  # final rows never happened; a torn line was being written.
+  for d in os.listdir(b / 'checkpoints'):
+    if int(d) > 50:
+      shutil.rmtree(b / 'checkpoints' / d)
+  os.remove(b / 'summary.json')
+  path = b / 'seed=0' / 'metrics.jsonl'
+  lines = open(path).read().splitlines()[:9]
+  open(path, 'w').write('\n'.join(lines) + '\n{"step": 90, "lo')
+  resumed = train.train_and_evaluate(cfg, str(b), progress=False)
+  assert resumed == full
+  assert open(path).read() == open(tmp_path / 'a' / 'seed=0' / 'metrics.jsonl').read()
+
+
+def test_different_config_in_same_workdir_is_refused(timmy, tmp_path):
+  cfg = _short(timmy, steps=20)
+  train.train_and_evaluate(cfg, str(tmp_path), progress=False)
+  with cfg.unlocked():
+    cfg.optimizer.lr = 0.3
+  with pytest.raises(train.ConfigError, match='optimizer.lr'):
+    train.train_and_evaluate(cfg, str(tmp_path), progress=False)
+  s = train.train_and_evaluate(cfg, str(tmp_path), overwrite=True, progress=False)
+  assert s['runs'][0]['hparams']['lr'] == pytest.approx(0.3)
+
+
+def test_cli_trains_and_generates(tmp_path):
+  w = str(tmp_path / 'w')
+  r = run_cli('-m', 'tinyjax.run', '--config', 'configs/timmy.py:smoke',
+              '--config.train.steps=60', '--config.train.chunk_steps=30',
+              '--config.checkpoint.every=30', '--workdir', w, '--noprogress')
+  assert r.returncode == 0, r.stderr
+  assert '6,560 parameters' in r.stdout and "generate 'violet'" in r.stdout
+  assert os.path.exists(os.path.join(w, 'seed=0', 'metrics.jsonl'))
+  g = run_cli('-m', 'tinyjax.generate', '--workdir', w, '--prompt', 'blue')
+  assert g.returncode == 0, g.stderr
+  summary = json.load(open(os.path.join(w, 'summary.json')))
+  assert g.stdout.rstrip('\n') == summary['runs'][0]['generations']['blue']
+
+
+@pytest.mark.parametrize('flag,needle', [
+    ('--config.optimizer.lr=-1', 'optimizer.lr'),
+    ('--config.train.stepz=5', 'stepz'),
+    ('--config.model.n_heads=3', 'n_heads'),
+    ('--config.train.steps=abc', 'steps'),
+])
+def test_cli_bad_value_is_one_line_exit_2_and_writes_nothing(tmp_path, flag, needle):
+  w = tmp_path / 'w'
+  r = run_cli('-m', 'tinyjax.run', '--config', 'configs/timmy.py', flag, '--workdir',
+              str(w), timeout=60)
+  assert r.returncode == 2
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('tinyjax: error:') and needle in lines[0]
+  assert not w.exists()

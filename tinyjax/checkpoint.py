@@ -1,0 +1,45 @@
+"""Orbax checkpoints of a group's stacked training state (leading `runs` axis).
+
+Layout: WORKDIR/[GROUP/]checkpoints/STEP/ ; the state is saved without the
+padding runs, so a checkpoint restores on any number of devices.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+log = logging.getLogger('tinyjax')
+
+
+def manager(workdir: str, group_name: str, keep: int = 0, read_only: bool = False):
+  directory = os.path.abspath(os.path.join(workdir, group_name, 'checkpoints'))
+  return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+      max_to_keep=keep or None, enable_async_checkpointing=not read_only,
+      create=not read_only, read_only=read_only))
+
+
+def restore_latest(mgr, target, at_step: int | None = None):
+  """The newest checkpoint (or `at_step`) that reads back; older ones if damaged."""
+  steps = sorted(mgr.all_steps(), reverse=True)
+  if at_step is not None:
+    steps = [s for s in steps if s == at_step]
+  for step in steps:
+    try:
+      return step, mgr.restore(step, args=ocp.args.StandardRestore(target))
+    except Exception as e:  # truncated or corrupt files
+      log.warning('checkpoint at step %d is unreadable (%s)', step,
+                  str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
+      print(f'tinyjax: warning: checkpoint at step {step} is unreadable; '
+            'trying an older one', flush=True)
+  return None, None
+
+
+def numpy_target(init_fn, hp_np):
+  """Host zeros shaped like the state init_fn(hp) returns (restore target)."""
+  abstract = jax.eval_shape(init_fn, hp_np)
+  return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), abstract)

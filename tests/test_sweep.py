@@ -1,0 +1,130 @@
+"""Sweeps: expansion, one vmapped program = many single runs, sharding, divergence."""
+
+import json
+import os
+import textwrap
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+from tinyjax import sweep
+from tinyjax import train
+from tinyjax import writer
+
+
+def _small(cfg, steps=60, seeds=3, lrs=()):
+  with cfg.unlocked():
+    cfg.train.steps, cfg.train.chunk_steps, cfg.checkpoint.every = steps, 30, 30
+    cfg.checkpoint.log_spaced = False
+    cfg.sweep.seeds, cfg.sweep.lrs = seeds, lrs
+  return cfg
+
+
+def test_expand_names_runs_and_splits_shape_changing_axes(timmy):
+  with timmy.unlocked():
+    timmy.sweep.seeds, timmy.sweep.lrs = 2, (0.03, 0.1)
+    timmy.sweep.grid = {'model': {'d_model': (16, 32)}, 'optimizer': {'momentum': (0.0, 0.9)}}
+  groups = sweep.expand(timmy)
+  assert [g.name for g in groups] == ['d_model=16', 'd_model=32']
+  assert [g.config.model.d_model for g in groups] == [16, 32]
+  names = [r['name'] for r in groups[1].runs]
+  assert len(names) == 8 and names[0] == 'd_model=32/momentum=0/lr=0.03/seed=0'
+  assert names[-1] == 'd_model=32/momentum=0.9/lr=0.1/seed=1'
+  hp = groups[1].runs[-1]['hparams']
+  assert (hp['momentum'], hp['lr'], hp['seed']) == (0.9, 0.1, 1)
+
+
+def test_sweep_of_unknown_field_is_a_config_error(timmy):
+  with timmy.unlocked():
+    timmy.sweep.grid = {'model': {'widht': (1, 2)}}
+  with pytest.raises(sweep.ConfigError, match='model.widht'):
+    sweep.expand(timmy)
+
+
+def _final(summary):
+  return {r['name']: r for r in summary['runs']}
+
+
+def test_a_run_in_a_sweep_matches_the_same_run_alone(timmy, tmp_path):
+  cfg = _small(timmy, seeds=3, lrs=(0.03, 0.1))
+  swept = _final(train.train_and_evaluate(cfg, str(tmp_path / 's'), progress=False))
+  with cfg.unlocked():
+    cfg.sweep.seeds, cfg.sweep.lrs, cfg.seed, cfg.optimizer.lr = 0, (), 2, 0.03
+  alone = train.train_and_evaluate(cfg, str(tmp_path / 'a'), progress=False)['runs'][0]
+  assert alone['name'] == 'seed=2'
+  twin = swept['lr=0.03/seed=2']
+  rows_s = writer.read_jsonl(str(tmp_path / 's' / 'lr=0.03' / 'seed=2' / 'metrics.jsonl'))
+  rows_a = writer.read_jsonl(str(tmp_path / 'a' / 'seed=2' / 'metrics.jsonl'))
+  assert [r['step'] for r in rows_s] == [r['step'] for r in rows_a]
+  for rs, ra in zip(rows_s, rows_a):
+    for k in ('loss', 'loss/content', 'grad_norm', 'attention_entropy/layer1/head0'):
+      assert abs(rs[k] - ra[k]) < 1e-5, (rs['step'], k)
+  assert twin['generations'] == alone['generations']
+  # Another seed is another init; another lr another curve.
+  assert swept['lr=0.03/seed=0']['final']['loss'] != twin['final']['loss']
+  assert swept['lr=0.1/seed=2']['final']['loss'] < twin['final']['loss']
+  assert os.path.exists(tmp_path / 's' / 'report.md')
+  assert os.path.exists(tmp_path / 's' / 'sweep.png')
+
+
+SHARD_CHECK = textwrap.dedent('''
+  import jax, sys
+  from jax.sharding import PartitionSpec as P
+  from configs import timmy
+  from tinyjax import program, sweep, tasks, train
+  assert jax.device_count() == 4, jax.devices()
+  cfg = timmy.get_config()
+  with cfg.unlocked():
+    cfg.sweep.seeds = 6
+  (g,) = sweep.expand(cfg)
+  prog = program.Program(g.config, tasks.build(g.config.task))
+  hp = program.hparam_arrays([r['hparams'] for r in g.runs])
+  hp = jax.device_put(train._pad(hp, 2), jax.sharding.NamedSharding(train.runs_mesh(), P('runs')))
+  state, rows = prog.chunk(prog.init(hp), hp, prog.data, 0, 10)
+  for leaf in jax.tree.leaves(state) + jax.tree.leaves(rows):
+    assert len(leaf.sharding.device_set) == 4, leaf.sharding
+  print('sharded over', jax.device_count())
+''')
+
+
+def test_four_devices_give_the_same_metrics_as_one(timmy, tmp_path):
+  """6 runs on 4 forced CPU devices (padded to 8) == the same 6 runs on 1."""
+  env = {'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
+  r = run_cli('-c', SHARD_CHECK, env=env)
+  assert r.returncode == 0 and 'sharded over 4' in r.stdout, r.stderr[-2000:]
+  w4 = str(tmp_path / 'four')
+  r = run_cli('-m', 'tinyjax.run', '--config', 'configs/timmy.py', '--config.sweep.seeds=6',
+              '--config.train.steps=60', '--config.train.chunk_steps=30',
+              '--config.checkpoint.every=30', '--config.checkpoint.log_spaced=false',
+              '--workdir', w4, '--noprogress', env=env)
+  assert r.returncode == 0, r.stderr[-2000:]
+  one = _final(train.train_and_evaluate(_small(timmy, seeds=6), str(tmp_path / 'one'),
+                                        progress=False))
+  four = _final(json.load(open(os.path.join(w4, 'summary.json'))))
+  assert list(one) == list(four) == [f'seed={i}' for i in range(6)]
+  for name in one:
+    for k, v in one[name]['final'].items():
+      assert v == pytest.approx(four[name]['final'][k], abs=1e-5), (name, k)
+    assert one[name]['generations'] == four[name]['generations']
+
+
+def test_diverging_run_is_frozen_marked_and_isolated(timmy, tmp_path):
+  cfg = _small(timmy, seeds=2, lrs=(0.1, 100.0))
+  with cfg.unlocked():
+    cfg.model.norm = 'none'  # without the norms, lr 100 blows up in a few steps
+  both = _final(train.train_and_evaluate(cfg, str(tmp_path / 'both'), progress=False))
+  with cfg.unlocked():
+    cfg.sweep.lrs = (0.1,)
+  calm = _final(train.train_and_evaluate(cfg, str(tmp_path / 'calm'), progress=False))
+  for seed in (0, 1):
+    bad = both[f'lr=100/seed={seed}']
+    assert bad['diverged'] and bad['diverged_step'] is not None and bad['diverged_step'] < 10
+    good = both[f'lr=0.1/seed={seed}']
+    assert not good['diverged']
+    for k, v in good['final'].items():
+      assert v == pytest.approx(calm[f'lr=0.1/seed={seed}']['final'][k], abs=1e-6)
+  rows = writer.read_jsonl(str(tmp_path / 'both' / 'lr=100' / 'seed=0' / 'metrics.jsonl'))
+  assert rows[-1]['step'] == 60  # the run stays in the table, frozen
+  report = open(tmp_path / 'both' / 'report.md').read()
+  assert '| lr=100 | 2 | 2 |' in report and '| lr=0.1 | 2 | 0 |' in report

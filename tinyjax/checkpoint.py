@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -20,23 +21,46 @@ def manager(workdir: str, group_name: str, keep: int = 0, read_only: bool = Fals
   directory = os.path.abspath(os.path.join(workdir, group_name, 'checkpoints'))
   return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
       max_to_keep=keep or None, enable_async_checkpointing=not read_only,
-      create=not read_only, read_only=read_only))
+      create=not read_only, read_only=read_only,
+      cleanup_tmp_directories=not read_only))  # a save cut short by a crash
 
 
-def restore_latest(mgr, target, at_step: int | None = None):
-  """The newest checkpoint (or `at_step`) that reads back; older ones if damaged."""
+def restore_latest(mgr, target, at_step: int | None = None, move_unreadable: bool = True):
+  """The newest checkpoint (or `at_step`) that reads back; older ones if damaged.
+
+  A damaged one is moved to checkpoints.unreadable/STEP (kept for a post-mortem,
+  out of the way of the save that will redo that step).
+  """
   steps = sorted(mgr.all_steps(), reverse=True)
   if at_step is not None:
     steps = [s for s in steps if s == at_step]
-  for step in steps:
-    try:
-      return step, mgr.restore(step, args=ocp.args.StandardRestore(target))
-    except Exception as e:  # truncated or corrupt files
-      log.warning('checkpoint at step %d is unreadable (%s)', step,
-                  str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
-      print(f'tinyjax: warning: checkpoint at step {step} is unreadable; '
-            'trying an older one', flush=True)
-  return None, None
+  moved = False
+  try:
+    for step in steps:
+      try:
+        return step, mgr.restore(step, args=ocp.args.StandardRestore(target))
+      except Exception as e:  # truncated or corrupt files
+        log.warning('checkpoint at step %d is unreadable (%s)', step,
+                    str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
+        print(f'tinyjax: warning: checkpoint at step {step} is unreadable; '
+              'trying an older one', flush=True)
+        if move_unreadable:
+          src = os.path.join(str(mgr.directory), str(step))
+          dst = os.path.join(str(mgr.directory) + '.unreadable', str(step))
+          os.makedirs(os.path.dirname(dst), exist_ok=True)
+          shutil.rmtree(dst, ignore_errors=True)
+          os.replace(src, dst)
+          moved = True
+    return None, None
+  finally:
+    if moved:
+      mgr.reload()
+
+
+def latest_step(workdir: str, group_name: str = '') -> int | None:
+  directory = os.path.join(workdir, group_name, 'checkpoints')
+  steps = [int(d) for d in os.listdir(directory) if d.isdigit()] if os.path.isdir(directory) else []
+  return max(steps) if steps else None
 
 
 def numpy_target(init_fn, hp_np):

@@ -43,7 +43,8 @@ def generate(workdir: str, prompts, run: str | None = None, step: int | None = N
     raise ConfigError(f'--prompt: {e}') from None
   hp_np = program_lib.hparam_arrays([r['hparams'] for r in group.runs])
   mgr = ckpt_lib.manager(workdir, group.name, read_only=True)
-  found, state = ckpt_lib.restore_latest(mgr, ckpt_lib.numpy_target(prog.init, hp_np), step)
+  found, state = ckpt_lib.restore_latest(mgr, ckpt_lib.numpy_target(prog.init, hp_np), step,
+                                        move_unreadable=False)
   if state is None:
     raise ConfigError(f'--workdir {workdir}: no readable checkpoint'
                       + (f' at step {step}' if step is not None else ''))

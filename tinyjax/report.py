@@ -135,5 +135,5 @@ def write(workdir: str, summary: dict, config) -> str:
   title = f'# Sweep report: {n} runs\n\n'
   with open(os.path.join(workdir, 'report.md'), 'w') as f:
     f.write(title + text + '\n\n![curves and milestones](sweep.png)\n')
-  summary['report'] = f'{n} runs (report.md, sweep.png in {workdir}):\n{text}'
+  summary['report'] = f'{n} runs (written to report.md and sweep.png):\n{text}'
   return summary['report']

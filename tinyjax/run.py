@@ -32,12 +32,17 @@ def main(argv):
   except ConfigError as e:
     print(f'tinyjax: error: {e}', file=sys.stderr)
     sys.exit(2)
+  except train.WriteError as e:
+    print(f'tinyjax: error: {e}', file=sys.stderr)
+    sys.exit(1)
   except train.Interrupted:
     print(f'tinyjax: stopped; resume with the same command (--workdir {FLAGS.workdir})',
           file=sys.stderr)
     sys.exit(130)
   from tinyjax import report
   print(report.brief(summary))
+  print(f'outputs in {FLAGS.workdir}: summary.json, config.json, checkpoints/, and per run '
+        f'metrics.jsonl + TensorBoard events (tensorboard --logdir {FLAGS.workdir})')
 
 
 def parse_flags(argv):

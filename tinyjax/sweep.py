@@ -48,19 +48,36 @@ def _fmt(v) -> str:
   return f'{v:g}' if isinstance(v, float) else str(v)
 
 
-def _set(config, path, value):
-  node = config
-  parts = path.split('.')
+def _field(config, path):
+  """(parent node, leaf name) of a dotted path; ConfigError if it is not a field."""
+  node, parts = config, path.split('.')
+  if parts[0] in ('sweep', 'seed'):
+    raise ConfigError(f'sweep.grid.{path}: not sweepable here; use sweep.seeds for seeds')
   for p in parts[:-1]:
-    if p not in node:
+    if p not in node or not hasattr(node[p], 'items'):
       raise ConfigError(f'sweep.grid.{path}: no such config field')
     node = node[p]
-  if parts[-1] not in node:
+  if parts[-1] not in node or hasattr(node[parts[-1]], 'items'):
     raise ConfigError(f'sweep.grid.{path}: no such config field')
-  old = node[parts[-1]]
-  if isinstance(old, (int, float)) and not isinstance(old, bool):
-    value = type(old)(value) if not (isinstance(old, int) and isinstance(value, float)) else value
-  node[parts[-1]] = value
+  return node, parts[-1]
+
+
+def _check_values(config, path, values):
+  """Each value must have the field's type: a number for a number, etc."""
+  node, leaf = _field(config, path)
+  old = node[leaf]
+  numeric = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+  for v in values:
+    ok = (numeric(v) and (isinstance(v, int) or isinstance(old, float))) if numeric(old) \
+        else isinstance(v, type(old))
+    if not ok:
+      raise ConfigError(f'sweep.grid.{path}: value {v!r} does not fit the field '
+                        f'(a {type(old).__name__}, now {old!r})')
+
+
+def _set(config, path, value):
+  node, leaf = _field(config, path)
+  node[leaf] = float(value) if isinstance(node[leaf], float) else value
 
 
 def axes(config) -> list[tuple[str, tuple]]:
@@ -68,6 +85,8 @@ def axes(config) -> list[tuple[str, tuple]]:
   if s.seeds < 0:
     raise ConfigError(f'sweep.seeds: {s.seeds} is not allowed; use 0 (off) or N > 0')
   out = _grid_axes(s.grid)
+  for path, values in out:
+    _check_values(config, path, values)
   if len(s.lrs):
     out.append(('optimizer.lr', tuple(float(x) for x in s.lrs)))
   out.append(('seed', tuple(range(s.seeds)) if s.seeds else (config.seed,)))

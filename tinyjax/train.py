@@ -42,6 +42,10 @@ class Interrupted(Exception):
   """SIGINT arrived; the current chunk was finished and checkpointed."""
 
 
+class WriteError(Exception):
+  """The workdir could not be written (permissions, full disk, ...)."""
+
+
 @dataclasses.dataclass
 class _Sigint:
   """Turns the first Ctrl-C into a flag the loop checks between chunks."""
@@ -146,19 +150,28 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False,
   validate.check(config)
   groups = sweep_lib.expand(config)
   tasks = [build_task(g.config) for g in groups]  # all errors before any write
-  prepare_workdir(config, workdir, overwrite)
-  mesh = runs_mesh()
-  summary = {'runs': []}
-  with _Sigint() as sigint:
-    for group, task in zip(groups, tasks):
-      summary['runs'] += train_group(group, task, workdir, mesh, sigint, progress)
+  try:
+    prepare_workdir(config, workdir, overwrite)
+    mesh = runs_mesh()
+    summary = {'runs': []}
+    with _Sigint() as sigint:
+      for group, task in zip(groups, tasks):
+        summary['runs'] += train_group(group, task, workdir, mesh, sigint, progress)
+        write_summary(workdir, summary)
+        if sigint.hit and not all(r['complete'] for r in summary['runs']):
+          raise Interrupted(workdir)
+    if len(summary['runs']) > 1:
+      from tinyjax import report
+      report.write(workdir, summary, config)
       write_summary(workdir, summary)
-      if sigint.hit:
-        raise Interrupted(workdir)
-  if len(summary['runs']) > 1:
-    from tinyjax import report
-    report.write(workdir, summary, config)
-    write_summary(workdir, summary)
+  except OSError as e:
+    kept = [f'{g.name or "runs"}: step {ckpt_lib.latest_step(workdir, g.name)}' for g in groups
+            if os.path.isdir(workdir) and ckpt_lib.latest_step(workdir, g.name) is not None]
+    raise WriteError(
+        f'writing to --workdir {workdir} failed: {e.strerror or e} '
+        f'({e.filename or "?"}); ' + (f'checkpoints kept ({", ".join(kept)}): fix the cause and '
+                                      'rerun the same command to resume' if kept else
+                                      'nothing to resume from')) from e
   return summary
 
 
@@ -182,9 +195,32 @@ def _pad(tree, n_pad):
   return jax.tree.map(lambda x: np.concatenate([x, np.repeat(x[:1], n_pad, 0)]), tree)
 
 
+_PROGRAMS: dict[str, program_lib.Program] = {}
+
+
+def program_for(config, task) -> program_lib.Program:
+  """A Program per distinct compiled program, so that jit's cache is reused
+  across calls in one process (sequential baselines, tests, notebooks). The key
+  leaves out what is not compiled in: traced values, step counts, sweep,
+  checkpoint and report settings."""
+  cfg = json.loads(config.to_json_best_effort(sort_keys=True))
+  for path in list(program_lib.TRACED) + ['train.steps']:
+    *parents, leaf = path.split('.')
+    node = cfg
+    for p in parents:
+      node = node[p]
+    node.pop(leaf, None)
+  for section in ('sweep', 'checkpoint', 'report'):
+    cfg.pop(section, None)
+  key = json.dumps(cfg, sort_keys=True)
+  if key not in _PROGRAMS:
+    _PROGRAMS[key] = program_lib.Program(config, task)
+  return _PROGRAMS[key]
+
+
 def train_group(group, task, workdir, mesh, sigint, progress=True) -> list[dict]:
   config = group.config
-  prog = program_lib.Program(config, task)
+  prog = program_for(config, task)
   runs = group.runs
   n_runs, n_dev = len(runs), mesh.devices.size
   n_pad = -n_runs % n_dev
@@ -238,6 +274,11 @@ def train_group(group, task, workdir, mesh, sigint, progress=True) -> list[dict]
       mgr.save(end, args=ocp.args.StandardSave(unpadded), force=True)
     return end
 
+  # The end-of-run functions compile on a side thread while training runs.
+  warm = threading.Thread(target=prog.warm_up_final, args=(state, hp, data,
+                                                           config.eval.max_new_tokens),
+                          daemon=True)
+  warm.start()
   if start == 0 and 0 in ckpt_steps and restored is None:
     mgr.save(0, args=ocp.args.StandardSave(jax.tree.map(lambda x: x[:n_runs], state)
                                             if n_pad else state))
@@ -255,14 +296,15 @@ def train_group(group, task, workdir, mesh, sigint, progress=True) -> list[dict]
     else:
       if pending is not None:
         end = finish(*pending)
-    if sigint.hit and end < config.train.steps:
-      return _stop(mgr, out, bar)
   except BaseException:
+    warm.join()
     bar.close()
     mgr.wait_until_finished()
     raise
 
-  # Final evaluation at the last step: a row at `steps`, generations, summary.
+  # Final evaluation at the last step (or where Ctrl-C stopped us): a row at
+  # `end`, generations, summary entries.
+  warm.join()
   state, final = prog.evaluate(state, hp, data, end)
   final = {k: v[:n_runs] for k, v in jax.device_get(final).items()}
   out.submit(write_rows, end, 1, {k: v[None] for k, v in final.items()})
@@ -276,7 +318,7 @@ def train_group(group, task, workdir, mesh, sigint, progress=True) -> list[dict]
   for r, run in enumerate(runs):
     entry = {'name': run['name'], 'dir': run['name'],
              'hparams': {**run['hparams'], **run['swept']}, 'swept': run['swept'],
-             'num_params': prog.num_params,
+             'num_params': prog.num_params, 'complete': end >= config.train.steps,
              'final': {'step': end, **program_lib.flatten_row(final, r)}}
     for k, (name, *_) in enumerate(prog.milestones):
       entry[name] = int(milestones[r, k]) if milestones[r, k] >= 0 else None
@@ -289,10 +331,3 @@ def train_group(group, task, workdir, mesh, sigint, progress=True) -> list[dict]
                       for k, v in entry['final'].items()}
     results.append(entry)
   return results
-
-
-def _stop(mgr, out, bar):
-  out.close()
-  mgr.wait_until_finished()
-  bar.close()
-  return []

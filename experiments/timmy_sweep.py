@@ -58,7 +58,7 @@ def main():
       outs[r['generations']['violet']] = outs.get(r['generations']['violet'], 0) + 1
     top = sorted(outs.items(), key=lambda kv: -kv[1])[:4]
     lines.append(f'- lr {lr:g}: ' + '; '.join(f'`{k!r}` x{n}' for k, n in top)
-                 + (f'; {len(outs) - 4} other outputs' if len(outs) > 4 else ''))
+                 + (f'; {len(outs) - 4} other output(s)' if len(outs) > 4 else ''))
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, 'timmy_sweep.md'), 'w') as f:
     f.write('\n'.join(lines) + '\n')

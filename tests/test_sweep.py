@@ -4,7 +4,6 @@ import json
 import os
 import textwrap
 
-import numpy as np
 import pytest
 
 from tests.conftest import run_cli

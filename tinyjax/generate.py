@@ -4,11 +4,11 @@ Greedy continuation from a trained workdir's newest checkpoint (or --step),
 until EOS or --max_new_tokens (100, as the original Timmy script).
 """
 
-import sys
-
 from absl import app
 from absl import flags
 from absl import logging
+
+from tinyjax import cli
 
 flags.DEFINE_string('workdir', None, 'A tinyjax workdir.')
 flags.DEFINE_multi_string('prompt', None, 'Prompt text (repeat the flag for several).')
@@ -22,6 +22,7 @@ FLAGS = flags.FLAGS
 def generate(workdir: str, prompts, run: str | None = None, step: int | None = None,
              max_new_tokens: int = 100) -> dict[str, str]:
   """{prompt: completion} of one run of a workdir."""
+  import jax
   from tinyjax import checkpoint as ckpt_lib
   from tinyjax import program as program_lib
   from tinyjax import sweep as sweep_lib
@@ -48,7 +49,7 @@ def generate(workdir: str, prompts, run: str | None = None, step: int | None = N
   if state is None:
     raise ConfigError(f'--workdir {workdir}: no readable checkpoint'
                       + (f' at step {step}' if step is not None else ''))
-  params = __import__('jax').tree.map(lambda x: x[index:index + 1], state['params'])
+  params = jax.tree.map(lambda x: x[index:index + 1], state['params'])
   return prog.generations(params, max_new_tokens, prompts)[0]
 
 
@@ -59,28 +60,10 @@ def main(argv):
   try:
     out = generate(FLAGS.workdir, FLAGS.prompt, FLAGS.run, FLAGS.step, FLAGS.max_new_tokens)
   except ConfigError as e:
-    print(f'tinyjax: error: {e}', file=sys.stderr)
-    sys.exit(2)
+    cli.fail(str(e))
   for prompt, text in out.items():
     print(text if len(out) == 1 else f'{prompt}{text}')
 
 
-def parse_flags(argv):
-  """absl flag parsing, with a mistake reported as one line and exit status 2."""
-  try:
-    return FLAGS(argv)
-  except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as e:
-    bad = [a for a in argv[1:] if a.startswith('--config.')]
-    if isinstance(e, (AttributeError, KeyError)) and bad:  # unknown config field
-      hint = ' '.join(str(e).replace('\\n', ' ').strip('\'"').split()).replace("\\'", '')
-      msg = f'no such config field in {" ".join(bad)} ({hint})'
-    else:
-      lines = [l for l in str(e).splitlines() if l.strip()]
-      cause = lines[-1].strip() if 'Traceback' in str(e) else ''
-      msg = ' '.join(lines[0].split()) + (f' {cause}' if cause else '')
-    print(f'tinyjax: error: {msg[:400]}', file=sys.stderr)
-    sys.exit(2)
-
-
 if __name__ == '__main__':
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

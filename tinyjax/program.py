@@ -17,8 +17,6 @@ After `diverged_step` a run is frozen: its parameters stop changing.
 
 from __future__ import annotations
 
-import functools
-import math
 
 from flax import nnx
 import jax

@@ -9,6 +9,8 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
+
+from tinyjax import cli
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
@@ -30,11 +32,9 @@ def main(argv):
     summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir,
                                        overwrite=FLAGS.overwrite, progress=FLAGS.progress)
   except ConfigError as e:
-    print(f'tinyjax: error: {e}', file=sys.stderr)
-    sys.exit(2)
+    cli.fail(str(e))
   except train.WriteError as e:
-    print(f'tinyjax: error: {e}', file=sys.stderr)
-    sys.exit(1)
+    cli.fail(str(e), status=1)
   except train.Interrupted:
     print(f'tinyjax: stopped; resume with the same command (--workdir {FLAGS.workdir})',
           file=sys.stderr)
@@ -45,29 +45,5 @@ def main(argv):
         f'metrics.jsonl + TensorBoard events (tensorboard --logdir {FLAGS.workdir})')
 
 
-def parse_flags(argv):
-  """absl flag parsing, with a mistake reported as one line and exit status 2."""
-  try:
-    rest = FLAGS(argv)
-    _ = list(FLAGS.config.keys())  # loaded lazily; fail here, not later
-    return rest
-  except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as e:
-    bad = [a for a in argv[1:] if a.startswith('--config.')]
-    if isinstance(e, (AttributeError, KeyError)) and bad:  # unknown config field
-      hint = ' '.join(str(e).replace('\\n', ' ').strip('\'"').split()).replace("\\'", '')
-      msg = f'no such config field in {" ".join(bad)} ({hint})'
-    elif 'earlier failure to load' in str(e):
-      path = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
-      if path is None and '--config' in argv[:-1]:
-        path = argv[argv.index('--config') + 1]
-      msg = f'--config: {path!r} could not be loaded (no such file, or it fails on import)'
-    else:
-      lines = [l for l in str(e).splitlines() if l.strip()]
-      cause = lines[-1].strip() if 'Traceback' in str(e) else ''
-      msg = ' '.join(lines[0].split()) + (f' {cause}' if cause else '')
-    print(f'tinyjax: error: {msg[:400]}', file=sys.stderr)
-    sys.exit(2)
-
-
 if __name__ == '__main__':
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

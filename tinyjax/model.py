@@ -52,9 +52,9 @@ class Norm(nnx.Module):
     return x_BxTxD
 
 
-def _dense(d_in, d_out, bias, cfg, rngs):
+def _dense(d_in, d_out, bias, cfg, rngs, std=None):
   return nnx.Linear(d_in, d_out, use_bias=bias, rngs=rngs,
-                    kernel_init=nnx.initializers.normal(cfg.init_std),
+                    kernel_init=nnx.initializers.normal(std or cfg.init_std),
                     bias_init=nnx.initializers.zeros_init())
 
 
@@ -118,7 +118,8 @@ class Transformer(nnx.Module):
   Options (config.model): d_model, n_layers, n_heads, d_mlp, activation,
   positions ('sinusoidal' | 'learned' | 'none'), embed_scale (x sqrt(d_model)),
   norm ('standardize' | 'layernorm' | 'rmsnorm' | 'none'), norm_eps,
-  final_norm, attn_bias, mlp_bias, unembed_bias, tie_embeddings, init_std.
+  final_norm, attn_bias, mlp_bias, unembed_bias, tie_embeddings, init_std,
+  unembed_init_std (optional; 0 or absent = init_std).
   """
 
   def __init__(self, cfg, vocab_size: int, max_len: int, *, rngs: nnx.Rngs):
@@ -134,7 +135,10 @@ class Transformer(nnx.Module):
     self.final_norm = Norm(cfg.norm if cfg.final_norm else 'none', d, cfg.norm_eps,
                            rngs=rngs)
     if not cfg.tie_embeddings:
-      self.unembed = _dense(d, vocab_size, cfg.unembed_bias, cfg, rngs)
+      # Optional own std: Nanda et al. init W_U with 1/sqrt(d_vocab), the rest
+      # with 1/sqrt(d_model).
+      self.unembed = _dense(d, vocab_size, cfg.unembed_bias, cfg, rngs,
+                            std=cfg.get('unembed_init_std', 0.0))
 
   def __call__(self, tokens_BxT):
     t = tokens_BxT.shape[1]

@@ -4,6 +4,10 @@
 run's hyperparameters as traced scalars (learning rate, weight decay, momentum,
 ...), so a whole grid compiles once. `optax.inject_hyperparams` keeps the
 current values in the optimizer state, where the trainer reads `lr` to log it.
+
+Grokfast-EMA (tinyjax.grokfast) is chained before everything else when the
+config declares `optimizer.grokfast_lambda` (0 = the raw gradient, i.e. off);
+configs without the field (e.g. Timmy) get exactly the optimizer they had.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from tinyjax import grokfast
 from tinyjax.tasks import ConfigError
 
 NAMES = ('sgd', 'adam', 'adamw')
@@ -47,6 +52,8 @@ def make(cfg, hp) -> optax.GradientTransformation:
     raise ConfigError(f'optimizer.name: {cfg.name!r} is not allowed; choose one of '
                       f'{list(NAMES)}')
   parts = []
+  if 'grokfast_lambda' in cfg:  # on the raw gradients, before clipping and Adam
+    parts.append(grokfast.ema(hp['grokfast_alpha'], hp['grokfast_lambda']))
   if cfg.get('grad_clip', 0.0):
     parts.append(optax.clip_by_global_norm(cfg.grad_clip))
   parts.append(inner)

@@ -2,10 +2,11 @@
 
 A group is a set of runs whose arrays have the same shapes (same model, task
 and batch size); they differ only in hyperparameters that are traced values:
-seed, learning rate, weight decay, momentum, Adam betas, init scale. Every
-function below is written for ONE run and `jax.vmap`-ed over a leading `runs`
-axis; a single run is a group of one. The `runs` axis is sharded over devices
-by the caller (tinyjax.train), so nothing here knows about devices.
+seed, learning rate, weight decay, momentum, Adam betas, init scale, Grokfast's
+alpha and lambda. Every function below is written for ONE run and `jax.vmap`-ed
+over a leading `runs` axis; a single run is a group of one. The `runs` axis is
+sharded over devices by the caller (tinyjax.train), so nothing here knows about
+devices.
 
 Training state of one run (a pytree, checkpointed as is):
   params        nnx.State of the model's parameters
@@ -36,18 +37,27 @@ TRACED = {
     'optimizer.b1': 'b1',
     'optimizer.b2': 'b2',
     'model.init_scale': 'init_scale',
+    'optimizer.grokfast_alpha': 'grokfast_alpha',
+    'optimizer.grokfast_lambda': 'grokfast_lambda',
 }
 OPS = {'<': jnp.less, '<=': jnp.less_equal, '>': jnp.greater, '>=': jnp.greater_equal}
 
 
 def base_hparams(config) -> dict[str, float]:
-  """The traced hyperparameters of `config` as {name: value}."""
+  """The traced hyperparameters of `config` as {name: value}.
+
+  Optional fields a config does not declare (e.g. Grokfast's) are left out, so
+  older configs keep exactly their hyperparameters and optimizer state.
+  """
   out = {}
   for path, name in TRACED.items():
     node = config
     for part in path.split('.'):
+      if part not in node:
+        break
       node = node[part]
-    out[name] = node
+    else:
+      out[name] = node
   return out
 
 

@@ -97,6 +97,10 @@ def expand(config) -> list[Group]:
   all_axes = axes(config)
   static = [(p, v) for p, v in all_axes if p not in program.TRACED]
   traced = [(p, v) for p, v in all_axes if p in program.TRACED]
+  declared = program.base_hparams(config)
+  for path, _ in traced:  # traced axes never go through _set: check them here
+    if program.TRACED[path] not in declared:
+      raise ConfigError(f'sweep.grid.{path}: no such config field')
   groups = []
   for static_values in itertools.product(*[v for _, v in static]):
     cfg = config.copy_and_resolve_references()

@@ -16,6 +16,7 @@ Row layout, for a split of N sequences padded to T+1 tokens:
 from __future__ import annotations
 
 import dataclasses
+import random
 from typing import Sequence
 
 import numpy as np
@@ -187,7 +188,74 @@ def repeat_task(cfg) -> Task:
                                 for t in trained))
 
 
-TASKS = {'repeat': repeat_task}
+# ---------------------------------------------------------------- modular ---
+MODULAR_OPS = {
+    '+': lambda a, b, p: (a + b) % p,
+    '-': lambda a, b, p: (a - b) % p,
+    '*': lambda a, b, p: (a * b) % p,
+    '/': lambda a, b, p: (a * pow(b, -1, p)) % p,  # b's inverse mod p; b != 0
+}
+
+
+def modular_pairs(p: int, op: str) -> list[tuple[int, int]]:
+  """Every operand pair (a, b), a-major; division leaves out b = 0."""
+  return [(a, b) for a in range(p) for b in range(p) if not (op == '/' and b == 0)]
+
+
+def modular_split(p: int, op: str, train_fraction: float, split_seed: int
+                  ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+  """(train pairs, test pairs): a seeded shuffle of every pair, cut at the fraction.
+
+  Python's `random` shuffle of the a-major pair list, cut at int(frac * N): for
+  addition the same split as Nanda et al.'s gen_train_test with seed=split_seed.
+  """
+  pairs = modular_pairs(p, op)
+  random.Random(split_seed).shuffle(pairs)
+  cut = int(train_fraction * len(pairs))
+  return pairs[:cut], pairs[cut:]
+
+
+def modular_task(cfg) -> Task:
+  """`a op b = c (mod p)`, one token per residue (Power et al. 2022).
+
+  Vocabulary: the residues '0'..'p-1' (token id = residue), then the op token
+  (only if task.show_op), then '='. Rows are `a op b = c` (or Nanda et al.'s
+  `a b = c` without the op token); only the answer c is scored (the loss mask
+  starts at the last target), so loss and accuracy are the answer's. The pairs
+  not in the training fraction are the eval split 'test'.
+  """
+  p, op = cfg.p, cfg.op
+  if op not in MODULAR_OPS:
+    raise ConfigError(f'task.op: {op!r} is not allowed; choose one of {list(MODULAR_OPS)}')
+  if p < 2:
+    raise ConfigError(f'task.p: {p} is not allowed; use a modulus >= 2')
+  if op == '/' and any(p % k == 0 for k in range(2, int(p ** 0.5) + 1)):
+    raise ConfigError(f'task.p: {p} is not prime; division needs every b != 0 to '
+                      'have an inverse mod p')
+  if not 0.0 < cfg.train_fraction < 1.0:
+    raise ConfigError(f'task.train_fraction: {cfg.train_fraction} is not allowed; '
+                      'use a value in (0, 1)')
+  residues = tuple(str(i) for i in range(p))
+  vocab = Vocab(residues + ((op,) if cfg.show_op else ()) + ('=',))
+  op_ids = [vocab.id(op)] if cfg.show_op else []
+  fn = MODULAR_OPS[op]
+  names, of_token = ('answer',), np.zeros(len(vocab), np.int32)
+
+  def split(pairs):
+    lines = [[a, *op_ids, b, vocab.id('='), fn(a, b, p)] for a, b in pairs]
+    # The last target (the answer, predicted at '=') is the only one scored.
+    return make_split(vocab, lines, of_token, score_from=[len(l) - 2 for l in lines])
+
+  train_pairs, test_pairs = modular_split(p, op, cfg.train_fraction, cfg.split_seed)
+  if not train_pairs or not test_pairs:
+    raise ConfigError(f'task.train_fraction: {cfg.train_fraction} leaves an empty '
+                      f'train or test split of the {len(train_pairs) + len(test_pairs)} pairs')
+  # No prompts: test/accuracy is the greedy answer at '=' on every held-out pair.
+  return Task(vocab=vocab, train=split(train_pairs), evals={'test': split(test_pairs)},
+              class_names=names, prompts=(), expected={})
+
+
+TASKS = {'repeat': repeat_task, 'modular': modular_task}
 
 
 def build(cfg) -> Task:

@@ -27,6 +27,13 @@ def check(config):
   for name in ('momentum', 'b1', 'b2'):
     _require(0 <= o[name] < 1, f'optimizer.{name}', o[name], 'use a value in [0, 1)')
   _require(o.weight_decay >= 0, 'optimizer.weight_decay', o.weight_decay, 'use >= 0')
+  if 'grokfast_lambda' in o:
+    _require('grokfast_alpha' in o, 'optimizer.grokfast_alpha', None,
+             'set it too when optimizer.grokfast_lambda is set (paper: 0.98)')
+    _require(0 <= o.grokfast_alpha < 1, 'optimizer.grokfast_alpha', o.grokfast_alpha,
+             'use a value in [0, 1)')
+    _require(o.grokfast_lambda >= 0, 'optimizer.grokfast_lambda', o.grokfast_lambda,
+             'use >= 0 (0 = off)')
   _require(e.every >= 0 and e.every % t.log_every == 0, 'eval.every', e.every,
            f'use 0 (= log_every) or a multiple of train.log_every={t.log_every}')
   _require(e.max_new_tokens > 0, 'eval.max_new_tokens', e.max_new_tokens, 'use > 0')

@@ -160,7 +160,9 @@ class Program:
     return state, m
 
   def _eval_run(self, state, hp, data, step):
-    """Metrics on the eval splits and exact-match of tracked generations."""
+    """Metrics on the eval splits and exact-match of tracked generations:
+    per prompt of task.prompts (generation/<prompt>) and as the fraction right
+    per bucket of task.prompt_buckets (exact/<bucket>)."""
     m = {}
     for name in self.task.evals:
       loss, (logits, aux) = self._forward(state['params'], data[name])
@@ -171,9 +173,13 @@ class Program:
       toks = self._generate_run(state['params'], self._prompts, self._prompts['n_track'])
       exp, emask = self._prompts['expected'], self._prompts['expected_mask']
       right = ((toks == exp) | (emask == 0)).all(-1)
+      n = len(self.task.prompts)
       for i, p in enumerate(self.task.prompts):
         m[f'generation/{p}'] = right[i].astype(jnp.float32)
-      m['generation/accuracy'] = right.mean()
+      if n:
+        m['generation/accuracy'] = right[:n].mean()
+      for name, rows in self._buckets.items():
+        m[f'exact/{name}'] = right[rows].mean()
     return self._update_milestones(state, m, step), m
 
   # ------------------------------------------------------ vmapped, jitted ---
@@ -229,14 +235,20 @@ class Program:
     return {'tokens': toks, 'lengths': np.asarray(list(map(len, ids)), np.int32)}
 
   def _encode_prompts(self):
+    """task.prompts, then every bucket's prompts, as one batch to decode."""
     vocab, task = self.task.vocab, self.task
-    if not task.prompts:
+    tracked = list(task.prompts)
+    self._buckets = {}  # bucket name -> its slice of the tracked prompts
+    for name, prompts in task.prompt_buckets.items():
+      self._buckets[name] = slice(len(tracked), len(tracked) + len(prompts))
+      tracked += prompts
+    if not tracked:
       return {'track': False}
-    out = {**self.encode_prompts(task.prompts),
+    out = {**self.encode_prompts(tracked),
            'track': bool(self.config.eval.track_generations and task.expected)}
     if out['track']:
       exp = [vocab.encode(task.expected[p]) + ([vocab.eos_id] if vocab.eos else [])
-             for p in task.prompts]
+             for p in tracked]
       n = max(map(len, exp))
       out['n_track'] = n
       out['expected'] = np.zeros((len(exp), n), np.int32)

@@ -2,7 +2,7 @@ r"""The arithmetic experiments (issue 5): runs them and writes their tables.
 
   python experiments/arith.py babyllm   # 64-seed sweeps of both readings
   python experiments/arith.py grid      # babyLLM: 16 seeds x lr x hidden_dim
-  python experiments/arith.py addy      # addy default, then :original
+  python experiments/arith.py addy      # addy default, :original, 4 seeds
   python experiments/arith.py ablations # addy: which change makes it faster
   python experiments/arith.py tables    # only re-read the summaries
 
@@ -35,6 +35,7 @@ GRID = {'babyllm_grid': 'configs/babyllm.py:grid'}
 ADDY = {
     'addy': ('configs/addy.py',),
     'addy_original': ('configs/addy.py:original',),
+    'addy_sweep': ('configs/addy.py:sweep',),  # 4 seeds of the default
 }
 # What makes the default faster, at 3000 steps and constant lr: the default
 # model and optimizer; the original's small model with our optimizer; our model

@@ -159,7 +159,45 @@ class Transformer(nnx.Module):
     return logits_BxTxV, {'attn_entropy_LxBxHxT': jnp.stack(entropies)}
 
 
-MODELS = {'transformer': Transformer}
+class WindowMLP(nnx.Module):
+  """Bengio-style MLP language model over a fixed window (babyLLM).
+
+  The next token after position t is predicted from the embeddings of tokens
+  t-context+1..t, concatenated oldest first, through one hidden layer. Every
+  position predicts, so the model has the same interface as the transformer;
+  windows reaching before the sequence start see zero vectors there (a task
+  that wants only full windows masks those targets, see tasks.addition_task).
+
+  Options (config.model): context, embed_dim, hidden_dim, activation,
+  embed_init_std (embeddings N(0, std)); dense kernels are N(0, 1/fan_in)
+  (LeCun), biases 0.
+  """
+
+  def __init__(self, cfg, vocab_size: int, max_len: int, *, rngs: nnx.Rngs):
+    del max_len  # the window, not the sequence, bounds what the model sees
+    self.context = cfg.context
+    self.embed = nnx.Embed(vocab_size, cfg.embed_dim, rngs=rngs,
+                           embedding_init=nnx.initializers.normal(cfg.embed_init_std))
+    lecun = nnx.initializers.variance_scaling(1.0, 'fan_in', 'normal')
+    zeros = nnx.initializers.zeros_init()
+    self.hidden = nnx.Linear(cfg.context * cfg.embed_dim, cfg.hidden_dim, rngs=rngs,
+                             kernel_init=lecun, bias_init=zeros)
+    self.out = nnx.Linear(cfg.hidden_dim, vocab_size, rngs=rngs,
+                          kernel_init=lecun, bias_init=zeros)
+    self.act = ACTIVATIONS[cfg.activation]
+
+  def __call__(self, tokens_BxT):
+    t = tokens_BxT.shape[1]
+    e_BxTxE = self.embed(tokens_BxT)
+    pad_BxSxE = jnp.pad(e_BxTxE, ((0, 0), (self.context - 1, 0), (0, 0)))
+    # Slice k holds token t-context+1+k at position t: oldest first.
+    window_BxTxCE = jnp.concatenate(
+        [pad_BxSxE[:, k:k + t] for k in range(self.context)], axis=-1)
+    h_BxTxH = self.act(self.hidden(window_BxTxCE))
+    return self.out(h_BxTxH), {}
+
+
+MODELS = {'transformer': Transformer, 'window_mlp': WindowMLP}
 
 # Which config fields take which values; checked before anything is built.
 CHOICES = {'positions': ('sinusoidal', 'learned', 'none'),
@@ -185,6 +223,13 @@ def validate(cfg, vocab_size: int, max_len: int):
     if cfg.positions == 'learned' and cfg.max_len and cfg.max_len < max_len:
       raise ConfigError(f'model.max_len: {cfg.max_len} is shorter than the task\'s '
                         f'sequences ({max_len} tokens)')
+  if cfg.name == 'window_mlp':
+    if cfg.activation not in ACTIVATIONS:
+      raise ConfigError(f'model.activation: {cfg.activation!r} is not allowed; choose '
+                        f'one of {list(ACTIVATIONS)}')
+    for field in ('context', 'embed_dim', 'hidden_dim'):
+      if cfg[field] < 1:
+        raise ConfigError(f'model.{field}: {cfg[field]} is not allowed; use >= 1')
 
 
 def build(cfg, vocab_size: int, max_len: int, rngs: nnx.Rngs) -> nnx.Module:

@@ -31,8 +31,17 @@ def schedule(cfg, peak_lr):
       return lambda count: peak_lr * jnp.ones_like(count, jnp.float32)
     return lambda count: peak_lr * jnp.minimum(1.0, (count + 1) / warmup)
   if sched == 'cosine':
-    return optax.warmup_cosine_decay_schedule(0.0, peak_lr, max(warmup, 1),
-                                              cfg.decay_steps)
+    # optax.warmup_cosine_decay_schedule, written out: optax's branches on
+    # `peak_value == 0` in Python, which fails when peak_lr is traced (swept).
+    w = max(warmup, 1)
+    span = max(cfg.decay_steps - w, 1)
+
+    def cosine(count):
+      count = jnp.asarray(count, jnp.float32)
+      frac = jnp.clip((count - w) / span, 0.0, 1.0)
+      return jnp.where(count < w, peak_lr * count / w,
+                       peak_lr * 0.5 * (1.0 + jnp.cos(jnp.pi * frac)))
+    return cosine
   raise ConfigError(f'optimizer.schedule: {sched!r} is not allowed; choose one of '
                     "['constant', 'cosine']")
 

@@ -31,6 +31,9 @@ def brief(summary: dict) -> str:
   for k, v in r.items():
     if k.endswith('_step') and k != 'diverged_step':
       lines.append(f'  {k}: {_fmt(v)}')
+  for k, v in r['final'].items():  # bucketed exact match (task.prompt_buckets)
+    if k.startswith('exact/') and v is not None:
+      lines.append(f'  {k}: {v:.3f}')
   for p, text in r['generations'].items():
     mark = ''
     if 'generation_correct' in r:

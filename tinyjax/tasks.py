@@ -95,6 +95,9 @@ class Task:
   prompts: tuple[str, ...]      # for held-out generations
   expected: dict[str, str]      # prompt -> expected greedy completion (if known)
   train_lines: tuple[str, ...] = ()
+  # Prompts scored only in aggregate: the metric `exact/<bucket>` is the fraction
+  # of a bucket's prompts whose greedy completion is exactly `expected[prompt]`.
+  prompt_buckets: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
   @property
   def max_len(self) -> int:
@@ -104,7 +107,8 @@ class Task:
 
 def make_split(vocab: Vocab, lines: Sequence[list[int]],
                class_of_token: np.ndarray, score_from: Sequence[int] | None = None,
-               length: int | None = None) -> Split:
+               length: int | None = None,
+               score_until: Sequence[int] | None = None) -> Split:
   """Pads token rows and builds targets, masks and classes.
 
   Args:
@@ -114,6 +118,7 @@ def make_split(vocab: Vocab, lines: Sequence[list[int]],
     score_from: per line, the first target index that is scored (the loss mask
       for prompt-masked tasks: targets before it are context only). None: all.
     length: pad to this many tokens (default: the longest line).
+    score_until: per line, one past the last scored target index. None: all.
   """
   n = len(lines)
   if n == 0:
@@ -129,6 +134,9 @@ def make_split(vocab: Vocab, lines: Sequence[list[int]],
   if score_from is not None:
     for r, start in enumerate(score_from):
       mask[r, :start] = 0.0
+  if score_until is not None:
+    for r, end in enumerate(score_until):
+      mask[r, end:] = 0.0
   cls = np.where(mask > 0, class_of_token[y], -1).astype(np.int32)
   return Split(x_NxT=x, y_NxT=y, mask_NxT=mask, cls_NxT=cls,
                valid_NxT=real[:, :-1].copy())
@@ -255,7 +263,117 @@ def modular_task(cfg) -> Task:
               class_names=names, prompts=(), expected={})
 
 
-TASKS = {'repeat': repeat_task, 'modular': modular_task}
+# --------------------------------------------------------------- addition ---
+def _pair(text: str, field: str) -> tuple[int, int]:
+  """'12+34' or '12+34=' -> (12, 34)."""
+  a, plus, b = text.rstrip('=').partition('+')
+  if not (plus and a.isdigit() and b.isdigit()):
+    raise ConfigError(f'{field}: {text!r} is not of the form a+b (decimal a, b)')
+  return int(a), int(b)
+
+
+def addition_task(cfg) -> Task:
+  """Lines `a+b=c<eos>` with decimal operands in [0, max_operand].
+
+  Only the answer is trained: a line's targets before the first `=` are masked
+  (make_split's score_from), so the loss is the mean over answer digits and the
+  line-ending token (or over the first `scored_tokens` of them, if > 0).
+  babyLLM (single digits, ' ' ends a line, every pair but 4+4) and addy
+  (0..999, <EOS>, 100,000 random pairs) are both this task.
+
+  Splits and prompts (all from `data_seed`, shared by every run of a sweep):
+    train      every pair not held out (num_train 0), or num_train distinct
+               random pairs drawn uniformly from the pairs not held out;
+    heldout    the held-out pairs (eval split), if any;
+    val        num_val random pairs that are neither trained nor held out;
+    buckets    per name, up to bucket_size untrained prompts `a+b=` with a and b
+               uniform in [0, bound), scored as `exact/<name>` (greedy decoding).
+  """
+  vocab = Vocab(tuple(cfg.tokens), eos=cfg.eos)
+  needed = set('0123456789+=') | {cfg.eos}
+  if missing := sorted(needed - set(vocab.tokens)):
+    raise ConfigError(f'task.tokens: {list(vocab.tokens)} lacks {missing}')
+  top = cfg.max_operand
+  if top < 0:
+    raise ConfigError(f'task.max_operand: {top} is not allowed; use >= 0')
+  if cfg.scored_tokens < 0:
+    raise ConfigError(f'task.scored_tokens: {cfg.scored_tokens} is not allowed; use '
+                      '0 (the whole answer and the line end) or N > 0')
+  n_pairs = (top + 1) ** 2
+  pair_id = lambda a, b: a * (top + 1) + b
+  held = []
+  for text in cfg.held_out:
+    a, b = _pair(text, 'task.held_out')
+    if max(a, b) > top:
+      raise ConfigError(f'task.held_out: {text!r} has an operand above '
+                        f'task.max_operand={top}')
+    held.append(pair_id(a, b))
+  rng = np.random.default_rng(cfg.data_seed)
+  pool = np.setdiff1d(np.arange(n_pairs), held)
+  if cfg.num_train == 0:
+    train_ids = pool  # every pair, in order: a-major
+  elif 0 < cfg.num_train <= len(pool):
+    train_ids = rng.choice(pool, cfg.num_train, replace=False)
+  else:
+    raise ConfigError(f'task.num_train: {cfg.num_train} is not allowed; use 0 (all) '
+                      f'or 1..{len(pool)} (the pairs not held out)')
+  untrained = np.ones(n_pairs, bool)
+  untrained[train_ids] = False
+  rest = np.setdiff1d(pool, train_ids)
+  if not 0 <= cfg.num_val <= len(rest):
+    raise ConfigError(f'task.num_val: {cfg.num_val} is not allowed; use 0..{len(rest)} '
+                      '(the pairs neither trained nor held out)')
+  val_ids = rng.choice(rest, cfg.num_val, replace=False)
+
+  # Every token is one character except the line end: a dict lookup, not the
+  # greedy matcher, keeps 100,000 lines fast.
+  index = {t: i for i, t in enumerate(vocab.tokens)}
+  eq = index['=']
+
+  def line(pid):
+    a, b = divmod(int(pid), top + 1)
+    return [index[ch] for ch in f'{a}+{b}={a + b}'] + [vocab.eos_id]
+
+  names, of_token = token_classes(vocab, dict(cfg.classes))
+
+  def split(ids):
+    lines = [line(i) for i in ids]
+    # The target at index j is token j + 1: scoring from the index of `=`
+    # trains the first answer digit onwards (scored_tokens > 0: only so many).
+    starts = [l.index(eq) for l in lines]
+    ends = [s + cfg.scored_tokens for s in starts] if cfg.scored_tokens else None
+    return make_split(vocab, lines, of_token, starts, score_until=ends,
+                      length=len(f'{top}+{top}={2 * top}') + 1)
+
+  evals = {}
+  if held:
+    evals['heldout'] = split(held)
+  if cfg.num_val:
+    evals['val'] = split(val_ids)
+  buckets = {}
+  a_all, b_all = np.divmod(np.arange(n_pairs), top + 1)
+  for name, bound in cfg.buckets.items():
+    if not 0 < bound <= top + 1:
+      raise ConfigError(f'task.buckets.{name}: {bound} is not allowed; use 1..{top + 1} '
+                        '(operands are drawn from [0, bound))')
+    cands = np.flatnonzero(untrained & (a_all < bound) & (b_all < bound))
+    picked = rng.choice(cands, min(cfg.bucket_size, len(cands)), replace=False)
+    buckets[name] = tuple(f'{i // (top + 1)}+{i % (top + 1)}=' for i in picked)
+  prompts = tuple(cfg.prompts)
+  expected = {}
+  for p in prompts + sum(buckets.values(), ()):
+    if not p.endswith('='):
+      raise ConfigError(f'task.prompts: {p!r} does not end with =')
+    a, b = _pair(p, 'task.prompts')
+    expected[p] = str(a + b)
+  return Task(vocab=vocab, train=split(train_ids), evals=evals, class_names=names,
+              prompts=prompts, expected=expected,
+              train_lines=tuple(vocab.decode(line(i), stop_at_eos=False)
+                                for i in train_ids),
+              prompt_buckets=buckets)
+
+
+TASKS = {'repeat': repeat_task, 'modular': modular_task, 'addition': addition_task}
 
 
 def build(cfg) -> Task:

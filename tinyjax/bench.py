@@ -135,7 +135,7 @@ def bench_torch(runs: int, steps: int) -> dict | None:
   return {'runs': runs, 'steps': steps, 'wall_s': round(wall, 2),
           'us_per_run_step': round(wall / (runs * steps) * 1e6, 2),
           'torch': torch.__version__, 'threads': torch.get_num_threads(),
-          'last_loss': float(loss)}
+          'last_loss': float(loss.detach())}
 
 
 def main(argv):
@@ -144,7 +144,8 @@ def main(argv):
   import jax
   out = {'date': time.strftime('%Y-%m-%d'), 'machine': platform.platform(),
          'processor': platform.processor(), 'cpu_count': os.cpu_count(),
-         'jax': jax.__version__, 'devices': [str(d) for d in jax.devices()]}
+         'jax': jax.__version__, 'devices': [str(d) for d in jax.devices()],
+         'loadavg_before': os.getloadavg()}
   with tempfile.TemporaryDirectory() as root:
     out['vmapped'] = bench_sweep(FLAGS.runs, FLAGS.steps, root)
     print('vmapped', out['vmapped'], flush=True)
@@ -160,6 +161,7 @@ def main(argv):
       'small_over_large_per_run_step': round(out['vmapped_small']['us_per_run_step'] / v, 2)}
   if out['torch_eager']:
     out['ratios']['torch_over_vmapped'] = round(out['torch_eager']['us_per_run_step'] / v, 2)
+  out['loadavg_after'] = os.getloadavg()  # other jobs on the machine skew timings
   print(json.dumps(out['ratios']))
   with open(FLAGS.out, 'w') as f:
     json.dump(out, f, indent=2)

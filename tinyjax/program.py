@@ -18,6 +18,7 @@ After `diverged_step` a run is frozen: its parameters stop changing.
 
 from __future__ import annotations
 
+import math
 
 from flax import nnx
 import jax
@@ -91,14 +92,15 @@ class Program:
                  **{k: s.arrays() for k, s in task.evals.items()}}
     self._prompts = self._encode_prompts()
 
-    # Functions that run once per run are compiled at XLA's lowest backend
-    # optimisation level: the threefry init of a 64-run sweep takes ~8 s to
-    # compile optimised and ~1.5 s unoptimised, and its run time is nothing.
+    # init and evaluate run once per run: they are compiled at XLA's lowest
+    # backend optimisation level (the threefry init of a 64-run sweep takes
+    # ~8 s to compile optimised, ~1.5 s not) since their run time is nothing.
+    # Not generate: 100 decoding steps of unoptimised code cost far more.
     once = {'xla_backend_optimization_level': 0}
     self.init = jax.jit(jax.vmap(self._init_run), compiler_options=once)
     self.chunk = jax.jit(self._chunk)
     self.evaluate = jax.jit(self._evaluate, compiler_options=once)
-    self.generate = jax.jit(self._generate, static_argnums=(2,), compiler_options=once)
+    self.generate = jax.jit(self._generate, static_argnums=(2,))
 
   # ------------------------------------------------------------ one run ---
   def _init_run(self, hp):
@@ -280,17 +282,21 @@ class Program:
     eos = self.task.vocab.eos_id
     rows = jnp.arange(n_p)
 
-    def body(j, carry):
-      buf, done = carry
+    def body(carry):
+      j, buf, done = carry
       # The newest token is never read back, so the model sees one position
       # less than the buffer: a learned-position model fills its max_len.
       logits, _ = model(buf[:, :-1])
       nxt = logits[rows, p_len + j - 1].argmax(-1).astype(jnp.int32)
       nxt = jnp.where(done, eos if eos >= 0 else 0, nxt)
       buf = buf.at[rows, p_len + j].set(nxt)
-      return buf, done | (nxt == eos)
+      return j + 1, buf, done | (nxt == eos)
 
-    buf, _ = jax.lax.fori_loop(0, n_new, body, (buf, jnp.zeros((n_p,), bool)))
+    # Stops once every prompt has emitted EOS (under vmap: of every run); the
+    # positions not reached keep token 0 and are never decoded (past EOS).
+    done0 = jnp.zeros((n_p,), bool)
+    _, buf, _ = jax.lax.while_loop(lambda c: (c[0] < n_new) & ~c[2].all(), body,
+                                   (jnp.int32(0), buf, done0))
     idx = p_len[:, None] + jnp.arange(n_new)[None, :]
     return jnp.take_along_axis(buf, idx, axis=1)
 
@@ -308,13 +314,9 @@ class Program:
     return [{p: self.task.vocab.decode(toks[r, i]) for i, p in enumerate(prompts)}
             for r in range(toks.shape[0])]
 
-  def warm_up_final(self, state, hp, data, n_new: int):
-    """Compiles (and runs once, cheaply) what the end of a run needs."""
+  def warm_up_final(self, state, hp, data):
+    """Compiles (and runs once, cheaply) the end-of-run evaluation."""
     jax.block_until_ready(self.evaluate(state, hp, data, 0))
-    if self.task.prompts:
-      enc = self.encode_prompts(self.task.prompts)
-      n_new = self.max_new_tokens(n_new, int(enc['lengths'].max()))
-      jax.block_until_ready(self.generate(state['params'], enc, n_new))
 
   def max_new_tokens(self, requested: int, prompt_len: int) -> int:
     """Generation cap, within the positions a learned-position model knows

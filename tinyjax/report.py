@@ -98,7 +98,8 @@ def figure(workdir: str, summary: dict, config, conds: list[str], path: str) -> 
   import matplotlib.pyplot as plt
   runs = summary['runs']
   milestone = next(iter(config.milestones), None)
-  content = 'loss/' + (next(iter(config.task.get('classes', {})), '') or '')
+  classes = list(config.task.get('classes', {}) or {})
+  content = f'loss/{classes[0]}' if classes else 'test/loss'
   colours = dict(zip(conds, plt.cm.viridis(np.linspace(0, 0.9, max(len(conds), 1)))))
   fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
   for r in runs:
@@ -109,7 +110,10 @@ def figure(workdir: str, summary: dict, config, conds: list[str], path: str) -> 
       y = np.asarray([x.get(key) if x.get(key) is not None else np.nan for x in rows], float)
       ax.plot(np.maximum(steps, 1), y, color=c, alpha=0.35, lw=0.8)
   for ax, key in ((axes[0], 'loss'), (axes[1], content)):
-    ax.set(xscale='log', yscale='log', xlabel='step', ylabel=key, title=key)
+    positive = any(np.nanmax(np.asarray(l.get_ydata(), float), initial=0) > 0
+                   for l in ax.get_lines())
+    ax.set(xscale='log', yscale='log' if positive else 'linear', xlabel='step',
+           ylabel=key, title=key)
   for cond in conds:
     axes[0].plot([], [], color=colours[cond], label=cond)
   axes[0].legend(fontsize=8)

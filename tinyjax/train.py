@@ -275,9 +275,7 @@ def train_group(group, task, workdir, mesh, sigint, progress=True) -> list[dict]
     return end
 
   # The end-of-run functions compile on a side thread while training runs.
-  warm = threading.Thread(target=prog.warm_up_final, args=(state, hp, data,
-                                                           config.eval.max_new_tokens),
-                          daemon=True)
+  warm = threading.Thread(target=prog.warm_up_final, args=(state, hp, data), daemon=True)
   warm.start()
   if start == 0 and 0 in ckpt_steps and restored is None:
     mgr.save(0, args=ocp.args.StandardSave(jax.tree.map(lambda x: x[:n_runs], state)

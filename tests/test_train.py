@@ -130,3 +130,14 @@ def test_cli_bad_value_is_one_line_exit_2_and_writes_nothing(tmp_path, flag, nee
   lines = r.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith('tinyjax: error:') and needle in lines[0]
   assert not w.exists()
+
+
+def test_eval_prompts_choose_the_generations(timmy, tmp_path):
+  cfg = _short(timmy, steps=20)
+  with cfg.unlocked():
+    cfg.eval.prompts = ('violet', 'red red')
+  (run,) = train.train_and_evaluate(cfg, str(tmp_path), progress=False)['runs']
+  assert list(run['generations']) == ['violet', 'red red']
+  assert list(run['generation_correct']) == ['violet']  # the task knows this one
+  rows = writer.read_jsonl(str(tmp_path / 'seed=0' / 'metrics.jsonl'))
+  assert 'generation/violet' in rows[0] and 'generation/red' not in rows[0]

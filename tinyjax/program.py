@@ -187,8 +187,8 @@ class Program:
       toks = self._generate_run(state['params'], self._prompts, self._prompts['n_track'])
       exp, emask = self._prompts['expected'], self._prompts['expected_mask']
       right = ((toks == exp) | (emask == 0)).all(-1)
-      n = len(self.task.prompts)
-      for i, p in enumerate(self.task.prompts):
+      n = len(self._tracked)
+      for i, p in enumerate(self._tracked):
         m[f'generation/{p}'] = right[i].astype(jnp.float32)
       if n:
         m['generation/accuracy'] = right[:n].mean()
@@ -249,9 +249,11 @@ class Program:
     return {'tokens': toks, 'lengths': np.asarray(list(map(len, ids)), np.int32)}
 
   def _encode_prompts(self):
-    """task.prompts, then every bucket's prompts, as one batch to decode."""
+    """The prompts with a known expected completion, then every bucket's
+    prompts, as one batch to decode."""
     vocab, task = self.task.vocab, self.task
-    tracked = list(task.prompts)
+    self._tracked = tuple(p for p in task.prompts if p in task.expected)
+    tracked = list(self._tracked)
     self._buckets = {}  # bucket name -> its slice of the tracked prompts
     for name, prompts in task.prompt_buckets.items():
       self._buckets[name] = slice(len(tracked), len(tracked) + len(prompts))

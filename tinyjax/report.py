@@ -35,9 +35,8 @@ def brief(summary: dict) -> str:
     if k.startswith('exact/') and v is not None:
       lines.append(f'  {k}: {v:.3f}')
   for p, text in r['generations'].items():
-    mark = ''
-    if 'generation_correct' in r:
-      mark = '  (expected)' if r['generation_correct'][p] else '  (not the expected)'
+    right = r.get('generation_correct', {}).get(p)
+    mark = '' if right is None else '  (expected)' if right else '  (not the expected)'
     lines.append(f'  generate {p!r} -> {text!r}{mark}')
   return '\n'.join(lines)
 

@@ -127,10 +127,16 @@ def _flat(d, prefix=''):
 
 
 def build_task(config):
+  """The task, with `eval.prompts` as its prompts (when the config sets any)."""
   task = tasks_lib.build(config.task)
   model_lib.validate(config.model, len(task.vocab), task.max_len)
   for p in config.eval.prompts:
-    task.vocab.encode(p)  # raises ConfigError on an unknown token
+    try:
+      task.vocab.encode(p)
+    except ConfigError as e:
+      raise ConfigError(f'eval.prompts: {e}') from None
+  if config.eval.prompts:
+    task.prompts = tuple(config.eval.prompts)
   return task
 
 
@@ -324,7 +330,8 @@ def train_group(group, task, workdir, mesh, sigint, progress=True) -> list[dict]
     entry['diverged_step'] = int(diverged[r]) if diverged[r] >= 0 else None
     entry['generations'] = gens[r]
     if task.expected:
-      entry['generation_correct'] = {p: gens[r][p] == task.expected[p] for p in gens[r]}
+      entry['generation_correct'] = {p: gens[r][p] == task.expected[p] for p in gens[r]
+                                     if p in task.expected}
     entry['final'] = {k: (v if math.isfinite(v) else None) if isinstance(v, float) else v
                       for k, v in entry['final'].items()}
     results.append(entry)

@@ -9,13 +9,17 @@ guess, loss/content = ln 5), then a breakthrough near step 4160 to 0.019 at 4999
 Command:
   python -m tinyjax.run --config configs/timmy.py --workdir runs/timmy
 
-Expected (measured, see README "Results"): the plateau values within 0.002 of
-the recorded ones at steps 200/1000/3000; whether and when the breakthrough
-comes depends on the seed, and the README gives the measured distribution.
-Run time: about 30 s on a 2-core CPU (most of it compilation).
+Expected (measured 2026-11-21, README "Results"): loss 0.7262 / 0.7173 / 0.7159
+at steps 200 / 1000 / 3000 (recorded 0.7264 / 0.7173 / 0.7159), breakthrough
+(loss/content < 0.8) at step 4038, loss 0.0046 at 6000, `blue` -> ' blue blue
+blue blue'. violet -> ' blue blue blue blue': the held-out colour is NOT
+repeated (0 of 96 runs in the :sweep). Across seeds at lr 0.1 the breakthrough
+comes at steps 2500-5400 (median 3826).
+Run time: about 10 s on an idle 2-core CPU (about 30 s with other jobs on it).
 
 Variants (`--config configs/timmy.py:<arg>`):
-  sweep  32 seeds x lr (0.03, 0.1, 0.3): one vmapped program per group.
+  sweep  32 seeds x lr (0.03, 0.1, 0.3): all 96 runs one vmapped program
+         (about 3 minutes on a 2-core CPU).
   smoke  a 200-step run for tests and a first look.
 """
 

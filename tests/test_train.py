@@ -102,6 +102,14 @@ def test_different_config_in_same_workdir_is_refused(timmy, tmp_path):
   assert s['runs'][0]['hparams']['lr'] == pytest.approx(0.3)
 
 
+def test_overwrite_never_deletes_a_directory_that_is_not_a_workdir(timmy, tmp_path):
+  (tmp_path / 'thesis.tex').write_text('precious')
+  with pytest.raises(train.ConfigError, match='not a tinyjax workdir'):
+    train.train_and_evaluate(_short(timmy, steps=20), str(tmp_path), overwrite=True,
+                             progress=False)
+  assert (tmp_path / 'thesis.tex').read_text() == 'precious'
+
+
 def test_cli_trains_and_generates(tmp_path):
   w = str(tmp_path / 'w')
   r = run_cli('-m', 'tinyjax.run', '--config', 'configs/timmy.py:smoke',

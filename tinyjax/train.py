@@ -108,6 +108,9 @@ def prepare_workdir(config, workdir: str, overwrite: bool) -> None:
           f'{", ".join(diff[:5])}); rerun with the same config to resume, choose '
           'another --workdir, or pass --overwrite to start over')
   if overwrite and os.path.isdir(workdir):
+    if os.listdir(workdir) and not os.path.exists(path):
+      raise ConfigError(f'--workdir {workdir}: not empty and not a tinyjax workdir (no '
+                        'config.json); --overwrite only deletes tinyjax workdirs')
     import shutil
     shutil.rmtree(workdir)
   os.makedirs(workdir, exist_ok=True)

@@ -208,10 +208,10 @@ class Program:
     v_step = jax.vmap(self._step_run, in_axes=(0, 0, None, None))
     v_eval = jax.vmap(self._eval_run, in_axes=(0, 0, None, None))
     end = start + n_steps
-    eval_shape = jax.eval_shape(v_eval, state, hp, data, start)[1]
-    nan_eval = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), eval_shape)
-    step_shape = jax.eval_shape(v_step, state, hp, data, start)[1]
-    nan_step = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), step_shape)
+    # The metrics a skipped step or eval reports: NaN, shaped like the real ones.
+    nan_like = lambda fn: jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype),
+                                       jax.eval_shape(fn, state, hp, data, start)[1])
+    nan_eval, nan_step = nan_like(v_eval), nan_like(v_step)
 
     def group(state, g):
       s0 = start + g * self.log_every

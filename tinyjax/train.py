@@ -267,6 +267,11 @@ def train_group(group, task, workdir, mesh, sigint, progress=True) -> list[dict]
       for r, w in enumerate(writers):
         w.write(step, program_lib.flatten_row(row, r))
 
+  def save(step, st):
+    """Checkpoints the real runs (not the padding), so any device count restores."""
+    st = jax.tree.map(lambda x: x[:n_runs], st) if n_pad else st
+    mgr.save(step, args=ocp.args.StandardSave(st), force=True)
+
   def finish(chunk_start, n, rows, state_after):
     """Fetches a chunk's rows (waits for the device), queues the writes."""
     rows = {k: v[:, :n_runs] for k, v in jax.device_get(rows).items()}
@@ -279,16 +284,14 @@ def train_group(group, task, workdir, mesh, sigint, progress=True) -> list[dict]
     end = chunk_start + n
     if end in ckpt_steps or sigint.hit:
       out.flush()  # metrics before `end` are on disk before the checkpoint
-      unpadded = jax.tree.map(lambda x: x[:n_runs], state_after) if n_pad else state_after
-      mgr.save(end, args=ocp.args.StandardSave(unpadded), force=True)
+      save(end, state_after)
     return end
 
   # The end-of-run functions compile on a side thread while training runs.
   warm = threading.Thread(target=prog.warm_up_final, args=(state, hp, data), daemon=True)
   warm.start()
   if start == 0 and 0 in ckpt_steps and restored is None:
-    mgr.save(0, args=ocp.args.StandardSave(jax.tree.map(lambda x: x[:n_runs], state)
-                                            if n_pad else state))
+    save(0, state)
   pending = None
   end = start
   try:

@@ -1,6 +1,6 @@
 """Seconds per training step of a config (wall and process CPU), compilation excluded.
 
-  python experiments/time_steps.py configs/grokking_nanda.py:smoke [--steps 300]
+  python experiments/time_steps.py configs/grokking_nanda.py:smoke [--steps 300] [--seeds N]
 
 Builds the config's first group exactly as tinyjax.train does (same Program,
 same vmapped chunk), compiles a chunk of `--chunk` steps, then times whole
@@ -36,10 +36,13 @@ def main():
   ap.add_argument('config')
   ap.add_argument('--steps', type=int, default=300)
   ap.add_argument('--chunk', type=int, default=100)
+  ap.add_argument('--seeds', type=int, default=0, help='sweep.seeds (0 = the config\'s)')
   a = ap.parse_args()
   config = load(a.config)
   with config.unlocked():
     config.train.chunk_steps = a.chunk
+    if a.seeds:
+      config.sweep.seeds = a.seeds
   group = sweep_lib.expand(config)[0]
   task = train.build_task(group.config)
   prog = program_lib.Program(group.config, task)

@@ -136,14 +136,22 @@ class Program:
     mask = batch['mask_NxT']
     return (ce * mask).sum() / jnp.maximum(mask.sum(), 1.0), (logits, aux)
 
-  def _measure(self, state, hp, data, step):
-    """Loss, gradients and the train metrics at the current parameters."""
+  def _measure(self, state, hp, data, step, full=True):
+    """Loss, gradients and the train metrics at the current parameters.
+
+    full=False keeps only what every step needs (loss and grad_norm for the
+    divergence check, the train metrics a milestone watches); XLA then drops
+    the rest (attention entropy, norms) from the compiled step.
+    """
     batch = self._batch(data['train'], hp, step)
     (loss, (logits, aux)), grads = jax.value_and_grad(self._forward, has_aux=True)(
         state['params'], batch)
     m = loss_lib.lm_metrics(logits, batch, self.task.class_names, aux)
     m['loss'] = loss
     m['grad_norm'] = loss_lib.global_norm(grads)
+    if not full:
+      watched = {metric for _, metric, _, _ in self.milestones}
+      return {k: v for k, v in m.items() if k in watched | {'loss', 'grad_norm'}}, grads
     m['param_norm'] = loss_lib.global_norm(state['params'])
     m.update(loss_lib.layer_norms(nnx.to_pure_dict(state['params'])))
     return m, grads
@@ -156,12 +164,13 @@ class Program:
         ms = ms.at[k].set(jnp.where((ms[k] < 0) & hit, step, ms[k]))
     return {**state, 'milestones': ms}
 
-  def _step_run(self, state, hp, data, step):
-    m, grads = self._measure(state, hp, data, step)
+  def _step_run(self, state, hp, data, step, full=True):
+    m, grads = self._measure(state, hp, data, step, full)
     tx = optimizer_lib.make(self.config.optimizer, hp)
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
     params = jax.tree.map(jnp.add, state['params'], updates)
-    m['lr'] = optimizer_lib.current_lr(opt_state)
+    if full:
+      m['lr'] = optimizer_lib.current_lr(opt_state)
     bad = ~(jnp.isfinite(m['loss']) & jnp.isfinite(m['grad_norm']))
     frozen = bad | (state['diverged_step'] >= 0)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(frozen, b, a), new, old)
@@ -203,9 +212,12 @@ class Program:
     Returns the new state and one metric row per log step (the metrics of the
     parameters before that step's update), stacked [groups_per_chunk, runs, ...];
     rows past n_steps are NaN. A row's eval metrics are NaN unless its step is a
-    multiple of eval.every.
+    multiple of eval.every. The other steps of a log group compute only what
+    milestones and the divergence check need.
     """
     v_step = jax.vmap(self._step_run, in_axes=(0, 0, None, None))
+    v_light = jax.vmap(lambda st, h, d, s: self._step_run(st, h, d, s, full=False)[0],
+                       in_axes=(0, 0, None, None))
     v_eval = jax.vmap(self._eval_run, in_axes=(0, 0, None, None))
     end = start + n_steps
     # The metrics a skipped step or eval reports: NaN, shaped like the real ones.
@@ -218,14 +230,13 @@ class Program:
       do_eval = (s0 < end) & (s0 % self.eval_every == 0)
       state, em = jax.lax.cond(do_eval, lambda st: v_eval(st, hp, data, s0),
                                lambda st: (st, nan_eval), state)
-
-      def inner(state, i):
-        s = s0 + i
-        return jax.lax.cond(s < end, lambda st: v_step(st, hp, data, s),
-                            lambda st: (st, nan_step), state)
-
-      state, m = jax.lax.scan(inner, state, jnp.arange(self.log_every))
-      return state, {**jax.tree.map(lambda x: x[0], m), **em}
+      state, m = jax.lax.cond(s0 < end, lambda st: v_step(st, hp, data, s0),
+                              lambda st: (st, nan_step), state)
+      # The group's other steps; a dynamic trip count (not a cond per step)
+      # stops the group that crosses `end`.
+      n = jnp.clip(end - s0, 1, self.log_every)
+      state = jax.lax.fori_loop(1, n, lambda i, st: v_light(st, hp, data, s0 + i), state)
+      return state, {**m, **em}
 
     return jax.lax.scan(group, state, jnp.arange(self.groups_per_chunk))
 

@@ -9,7 +9,9 @@ TensorBoard, checkpoints, report):
   torch       a PyTorch eager implementation of the same model, data and
               optimizer (loss + backward + SGD only: fewer metrics than ours),
               if torch is installed (pip install torch; an optional extra)
-and prints microseconds per run-step, compile time and the ratios; writes JSON.
+and prints microseconds per run-step, compile time (each function of the
+--runs program: lower + compile) and the ratios; writes JSON. Like
+tinyjax.run, the runs are split over one CPU device per core (--cpu_devices).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from tinyjax import cli
+
 flags.DEFINE_integer('runs', 64, 'Seeds in the vmapped sweep.')
 flags.DEFINE_integer('small_runs', 8, 'Seeds for the scaling point.')
 flags.DEFINE_integer('steps', 6000, 'Training steps per run.')
@@ -32,6 +36,7 @@ flags.DEFINE_integer('seq_runs', 0, 'Runs in the sequential loop (0 = --runs).')
 flags.DEFINE_integer('torch_runs', 2, 'Runs for the PyTorch eager baseline.')
 flags.DEFINE_integer('torch_steps', 1000, 'Steps per PyTorch run.')
 flags.DEFINE_string('out', 'bench.json', 'Where to write the figures.')
+cli.define_cpu_devices_flag()
 FLAGS = flags.FLAGS
 
 
@@ -62,6 +67,36 @@ def bench_sweep(runs: int, steps: int, root: str) -> dict:
   wall = _train(_timmy(runs, steps), os.path.join(root, f'sweep{runs}'))
   return {'runs': runs, 'steps': steps, 'compile_and_one_chunk_s': round(compile_s, 2),
           'wall_s': round(wall, 2), 'us_per_run_step': round(wall / (runs * steps) * 1e6, 2)}
+
+
+def bench_compile(runs: int) -> dict:
+  """Seconds to compile each function of the --runs program, as train does
+  (same sharding), from a fresh Program (jit's cache is per Program)."""
+  import jax
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  from tinyjax import program, sweep, train
+  (group,) = sweep.expand(_timmy(runs, 6000))
+  prog = program.Program(group.config, train.build_task(group.config))
+  mesh = train.runs_mesh(runs)
+  hp = program.hparam_arrays([r['hparams'] for r in group.runs])
+  hp = jax.device_put(train._pad(hp, -runs % mesh.devices.size), NamedSharding(mesh, P('runs')))
+  data = jax.device_put(prog.data, NamedSharding(mesh, P()))
+  out = {}
+
+  def timed(name, fn, *args, **static):
+    t = time.perf_counter()
+    fn.lower(*args, **static).compile()
+    out[name] = round(time.perf_counter() - t, 2)
+
+  timed('init', prog.init, hp)
+  state = prog.init(hp)
+  timed('chunk', prog.chunk, state, hp, data, 0, group.config.train.chunk_steps)
+  timed('evaluate', prog.evaluate, state, hp, data, 0)
+  enc = prog.encode_prompts(prog.task.prompts)
+  n_new = prog.max_new_tokens(group.config.eval.max_new_tokens, int(enc['lengths'].max()))
+  timed('generate', prog.generate, state['params'], enc, n_new)
+  out['total'] = round(sum(out.values()), 2)
+  return out
 
 
 def bench_sequential(runs: int, steps: int, root: str) -> dict:
@@ -141,11 +176,14 @@ def bench_torch(runs: int, steps: int) -> dict | None:
 def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)
+  cli.set_cpu_devices(FLAGS.cpu_devices)
   import jax
   out = {'date': time.strftime('%Y-%m-%d'), 'machine': platform.platform(),
          'processor': platform.processor(), 'cpu_count': os.cpu_count(),
          'jax': jax.__version__, 'devices': [str(d) for d in jax.devices()],
          'loadavg_before': os.getloadavg()}
+  out['compile_s'] = bench_compile(FLAGS.runs)
+  print('compile_s', out['compile_s'], flush=True)
   with tempfile.TemporaryDirectory() as root:
     out['vmapped'] = bench_sweep(FLAGS.runs, FLAGS.steps, root)
     print('vmapped', out['vmapped'], flush=True)

@@ -19,6 +19,7 @@ config_flags.DEFINE_config_file('config', None, 'Experiment config file[:variant
 flags.DEFINE_string('workdir', None, 'Output directory (resumed if it exists).')
 flags.DEFINE_bool('overwrite', False, 'Delete --workdir first instead of resuming.')
 flags.DEFINE_bool('progress', True, 'Show a progress bar.')
+cli.define_cpu_devices_flag()
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -26,6 +27,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
+  cli.set_cpu_devices(FLAGS.cpu_devices)
   from tinyjax import train  # after flag parsing: a bad flag fails fast
   from tinyjax.tasks import ConfigError
   try:

@@ -161,11 +161,10 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False,
   tasks = [build_task(g.config) for g in groups]  # all errors before any write
   try:
     prepare_workdir(config, workdir, overwrite)
-    mesh = runs_mesh()
     summary = {'runs': []}
     with _Sigint() as sigint:
       for group, task in zip(groups, tasks):
-        summary['runs'] += train_group(group, task, workdir, mesh, sigint, progress)
+        summary['runs'] += train_group(group, task, workdir, sigint, progress)
         write_summary(workdir, summary)
         if sigint.hit and not all(r['complete'] for r in summary['runs']):
           raise Interrupted(workdir)
@@ -184,11 +183,13 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False,
   return summary
 
 
-def runs_mesh():
-  """A 1-D mesh over every device; runs are independent, so auto sharding
-  propagates the `runs` axis through the whole program without communication."""
-  return jax.make_mesh((jax.device_count(),), ('runs',),
-                       axis_types=(jax.sharding.AxisType.Auto,))
+def runs_mesh(n_runs: int | None = None):
+  """A 1-D mesh over every device (or the first n_runs of them: one run is not
+  padded to eight); runs are independent, so auto sharding propagates the
+  `runs` axis through the whole program without communication."""
+  n = jax.device_count() if n_runs is None else min(n_runs, jax.device_count())
+  return jax.make_mesh((n,), ('runs',), axis_types=(jax.sharding.AxisType.Auto,),
+                       devices=jax.devices()[:n])
 
 
 def write_summary(workdir, summary):
@@ -227,10 +228,11 @@ def program_for(config, task) -> program_lib.Program:
   return _PROGRAMS[key]
 
 
-def train_group(group, task, workdir, mesh, sigint, progress=True) -> list[dict]:
+def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
   config = group.config
   prog = program_for(config, task)
   runs = group.runs
+  mesh = runs_mesh(len(runs))
   n_runs, n_dev = len(runs), mesh.devices.size
   n_pad = -n_runs % n_dev
   shard = NamedSharding(mesh, P('runs'))

@@ -2,6 +2,7 @@
 
 import glob
 import json
+import operator
 import os
 import shutil
 
@@ -54,11 +55,14 @@ def test_short_run_writes_every_output_and_reaches_the_plateau(timmy, tmp_path):
       0, 10, 20, 40, 50, 80, 100, 150, 160, 200]
 
 
-def test_breakthrough_step_is_exact_to_the_step(timmy, tmp_path):
+# param_norm is not among the metrics an unlogged step computes unless a
+# milestone watches it.
+@pytest.mark.parametrize('metric,op,threshold', [('loss', '<', 1.5), ('param_norm', '>', 2.2)])
+def test_breakthrough_step_is_exact_to_the_step(timmy, tmp_path, metric, op, threshold):
   """The milestone is checked every step, not only on logged ones."""
   cfg = _short(timmy, steps=100)
   with cfg.unlocked():
-    cfg.milestones = {'below': ('loss', '<', 1.5)}
+    cfg.milestones = {'below': (metric, op, threshold)}
   summary = train.train_and_evaluate(cfg, str(tmp_path), progress=False)
   step = summary['runs'][0]['below']
   assert step is not None and step % 10 != 0  # between two logged rows
@@ -68,7 +72,7 @@ def test_breakthrough_step_is_exact_to_the_step(timmy, tmp_path):
     cfg.checkpoint.log_spaced = False
   train.train_and_evaluate(cfg, str(tmp_path / 'dense'), progress=False)
   rows = writer.read_jsonl(str(tmp_path / 'dense' / 'seed=0' / 'metrics.jsonl'))
-  first = next(r['step'] for r in rows if r['loss'] < 1.5)
+  first = next(r['step'] for r in rows if {'<': operator.lt, '>': operator.gt}[op](r[metric], threshold))
   assert first == step
 
 

@@ -141,7 +141,7 @@ class Program:
 
     full=False keeps only what every step needs (loss and grad_norm for the
     divergence check, the train metrics a milestone watches); XLA then drops
-    the rest (attention entropy, norms) from the compiled step.
+    the rest (e.g. attention entropy, norms) from the compiled step.
     """
     batch = self._batch(data['train'], hp, step)
     (loss, (logits, aux)), grads = jax.value_and_grad(self._forward, has_aux=True)(
@@ -149,11 +149,11 @@ class Program:
     m = loss_lib.lm_metrics(logits, batch, self.task.class_names, aux)
     m['loss'] = loss
     m['grad_norm'] = loss_lib.global_norm(grads)
-    if not full:
-      watched = {metric for _, metric, _, _ in self.milestones}
-      return {k: v for k, v in m.items() if k in watched | {'loss', 'grad_norm'}}, grads
     m['param_norm'] = loss_lib.global_norm(state['params'])
     m.update(loss_lib.layer_norms(nnx.to_pure_dict(state['params'])))
+    if not full:
+      keep = {'loss', 'grad_norm'} | {metric for _, metric, _, _ in self.milestones}
+      m = {k: v for k, v in m.items() if k in keep}
     return m, grads
 
   def _update_milestones(self, state, m, step):

@@ -23,6 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tinyjax import cli  # noqa: E402
 from tinyjax import train  # noqa: E402
 from tinyjax import writer  # noqa: E402
 from experiments.time_steps import load  # noqa: E402
@@ -115,6 +116,7 @@ def main():
                   help='comma-separated grokfast_lambda values to sweep instead '
                        "of the config's, e.g. 0.5,5")
   a = ap.parse_args()
+  cli.set_cpu_devices(0)  # as tinyjax.run: the runs split over the cores
   config = load(a.config)
   if a.lambdas:
     with config.unlocked():

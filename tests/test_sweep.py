@@ -83,12 +83,15 @@ SHARD_CHECK = textwrap.dedent('''
   state, rows = prog.chunk(prog.init(hp), hp, prog.data, 0, 10)
   for leaf in jax.tree.leaves(state) + jax.tree.leaves(rows):
     assert len(leaf.sharding.device_set) == 4, leaf.sharding
+  # A group of fewer runs than devices uses one device per run (no padding).
+  assert [train.runs_mesh(n).devices.size for n in (1, 3, 6)] == [1, 3, 4]
   print('sharded over', jax.device_count())
 ''')
 
 
 def test_four_devices_give_the_same_metrics_as_one(timmy, tmp_path):
-  """6 runs on 4 forced CPU devices (padded to 8) == the same 6 runs on 1."""
+  """6 runs on 4 CPU devices (padded to 8; XLA_FLAGS, then the CLI's
+  --cpu_devices) == the same 6 runs on 1."""
   env = {'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
   r = run_cli('-c', SHARD_CHECK, env=env)
   assert r.returncode == 0 and 'sharded over 4' in r.stdout, r.stderr[-2000:]
@@ -96,11 +99,14 @@ def test_four_devices_give_the_same_metrics_as_one(timmy, tmp_path):
   r = run_cli('-m', 'tinyjax.run', '--config', 'configs/timmy.py', '--config.sweep.seeds=6',
               '--config.train.steps=60', '--config.train.chunk_steps=30',
               '--config.checkpoint.every=30', '--config.checkpoint.log_spaced=false',
-              '--workdir', w4, '--noprogress', env=env)
+              '--workdir', w4, '--noprogress', '--cpu_devices=4')
   assert r.returncode == 0, r.stderr[-2000:]
-  one = _final(train.train_and_evaluate(_small(timmy, seeds=6), str(tmp_path / 'one'),
-                                        progress=False))
-  four = _final(json.load(open(os.path.join(w4, 'summary.json'))))
+  one = train.train_and_evaluate(_small(timmy, seeds=6), str(tmp_path / 'one'), progress=False)
+  assert len(one['devices']) == 1
+  one = _final(one)
+  four = json.load(open(os.path.join(w4, 'summary.json')))
+  assert four['devices'] == [f'cpu:{i}' for i in range(4)]
+  four = _final(four)
   assert list(one) == list(four) == [f'seed={i}' for i in range(6)]
   for name in one:
     for k, v in one[name]['final'].items():
@@ -127,3 +133,22 @@ def test_diverging_run_is_frozen_marked_and_isolated(timmy, tmp_path):
   assert rows[-1]['step'] == 60  # the run stays in the table, frozen
   report = open(tmp_path / 'both' / 'report.md').read()
   assert '| lr=100 | 2 | 2 |' in report and '| lr=0.1 | 2 | 0 |' in report
+
+
+CPU_DEVICES = textwrap.dedent('''
+  import os, sys
+  from tinyjax import cli
+  cli.set_cpu_devices(int(sys.argv[1]))
+  import jax
+  print(jax.device_count(), len(os.sched_getaffinity(0)))
+''')
+
+
+@pytest.mark.parametrize('flag,xla_flags,expect', [
+    ('3', '', '3'), ('0', '', 'cores'),
+    ('3', '--xla_force_host_platform_device_count=4', '4')])  # XLA_FLAGS wins
+def test_cpu_devices(flag, xla_flags, expect):
+  r = run_cli('-c', CPU_DEVICES, flag, env={'XLA_FLAGS': xla_flags})
+  assert r.returncode == 0, r.stderr[-2000:]
+  devices, cores = r.stdout.split()
+  assert devices == (cores if expect == 'cores' else expect)

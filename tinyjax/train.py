@@ -161,7 +161,7 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False,
   tasks = [build_task(g.config) for g in groups]  # all errors before any write
   try:
     prepare_workdir(config, workdir, overwrite)
-    summary = {'runs': []}
+    summary = {'devices': [str(d) for d in jax.devices()], 'runs': []}
     with _Sigint() as sigint:
       for group, task in zip(groups, tasks):
         summary['runs'] += train_group(group, task, workdir, sigint, progress)
@@ -259,7 +259,8 @@ def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
   ckpt_steps = checkpoint_steps(config)
   log_every = config.train.log_every
   bar = tqdm.tqdm(total=config.train.steps, initial=start, disable=not progress,
-                  desc=group.name or f'{n_runs} run' + ('s' if n_runs > 1 else ''),
+                  desc=(group.name or f'{n_runs} run' + ('s' if n_runs > 1 else ''))
+                  + (f' on {n_dev} {jax.devices()[0].platform} devices' if n_dev > 1 else ''),
                   unit='step', dynamic_ncols=True)
 
   def write_rows(first_step, n_rows, rows):

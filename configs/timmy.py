@@ -14,12 +14,12 @@ at steps 200 / 1000 / 3000 (recorded 0.7264 / 0.7173 / 0.7159), breakthrough
 (loss/content < 0.8) at step 4038, loss 0.0046 at 6000, `blue` -> ' blue blue
 blue blue'. violet -> ' blue blue blue blue': the held-out colour is NOT
 repeated (0 of 96 runs in the :sweep). Across seeds at lr 0.1 the breakthrough
-comes at steps 2500-5400 (median 3826).
+comes at steps 2500-5400 (median 3830).
 Run time: about 10 s on an idle 2-core CPU (about 30 s with other jobs on it).
 
 Variants (`--config configs/timmy.py:<arg>`):
   sweep  32 seeds x lr (0.03, 0.1, 0.3): all 96 runs one vmapped program
-         (about 3 minutes on a 2-core CPU).
+         (about 1.5 minutes on a 2-core CPU).
   smoke  a 200-step run for tests and a first look.
 """
 

@@ -136,13 +136,9 @@ def babyllm_table(names):
 def bucket_sizes(config_arg):
   """Prompts per bucket, from the task the config builds."""
   sys.path.insert(0, ROOT)
-  import importlib.util
-  path, _, arg = config_arg.partition(':')
-  spec = importlib.util.spec_from_file_location('cfg', os.path.join(ROOT, path))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
+  from experiments.time_steps import load
   from tinyjax import tasks
-  task = tasks.build(mod.get_config(arg or None).task)
+  task = tasks.build(load(os.path.join(ROOT, config_arg)).task)
   return {k: len(v) for k, v in task.prompt_buckets.items()}
 
 

@@ -72,15 +72,11 @@ def bench_sweep(runs: int, steps: int, root: str) -> dict:
 def bench_compile(runs: int) -> dict:
   """Seconds to compile each function of the --runs program, as train does
   (same sharding), from a fresh Program (jit's cache is per Program)."""
-  import jax
-  from jax.sharding import NamedSharding, PartitionSpec as P
   from tinyjax import program, sweep, train
   (group,) = sweep.expand(_timmy(runs, 6000))
   prog = program.Program(group.config, train.build_task(group.config))
-  mesh = train.runs_mesh(runs)
-  hp = program.hparam_arrays([r['hparams'] for r in group.runs])
-  hp = jax.device_put(train._pad(hp, -runs % mesh.devices.size), NamedSharding(mesh, P('runs')))
-  data = jax.device_put(prog.data, NamedSharding(mesh, P()))
+  hp_np = program.hparam_arrays([r['hparams'] for r in group.runs])
+  _, _, hp, data = train.place(prog, hp_np, runs)
   out = {}
 
   def timed(name, fn, *args, **static):

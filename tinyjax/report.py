@@ -83,15 +83,16 @@ def table(summary: dict, config) -> tuple[str, list[str]]:
   return '\n'.join(lines), list(by_cond)
 
 
-def add_probes(workdir: str, summary: dict, config) -> None:
-  """Loss at the config's probe steps (report.loss_at), read from metrics.jsonl."""
+def add_probes(summary: dict, config, metrics: dict[str, list[dict]]) -> None:
+  """Loss at the config's probe steps (report.loss_at), from each run's rows."""
   probes = set(config.get('report', {}).get('loss_at', ()))
   for r in summary['runs']:
-    rows = writer.read_jsonl(os.path.join(workdir, r['dir'], 'metrics.jsonl'))
-    r['probe'] = {str(x['step']): x['loss'] for x in rows if x['step'] in probes}
+    r['probe'] = {str(x['step']): x['loss'] for x in metrics[r['dir']]
+                  if x['step'] in probes}
 
 
-def figure(workdir: str, summary: dict, config, conds: list[str], path: str) -> None:
+def figure(summary: dict, config, metrics: dict[str, list[dict]], conds: list[str],
+           path: str) -> None:
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
@@ -102,7 +103,7 @@ def figure(workdir: str, summary: dict, config, conds: list[str], path: str) -> 
   colours = dict(zip(conds, plt.cm.viridis(np.linspace(0, 0.9, max(len(conds), 1)))))
   fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
   for r in runs:
-    rows = writer.read_jsonl(os.path.join(workdir, r['dir'], 'metrics.jsonl'))
+    rows = metrics[r['dir']]
     steps = np.asarray([x['step'] for x in rows], float)
     c = colours[condition(r)]
     for ax, key in ((axes[0], 'loss'), (axes[1], content)):
@@ -134,9 +135,11 @@ def figure(workdir: str, summary: dict, config, conds: list[str], path: str) -> 
 
 def write(workdir: str, summary: dict, config) -> str:
   """Writes report.md and sweep.png; returns the printed form of the report."""
-  add_probes(workdir, summary, config)
+  metrics = {r['dir']: writer.read_jsonl(os.path.join(workdir, r['dir'], 'metrics.jsonl'))
+             for r in summary['runs']}
+  add_probes(summary, config, metrics)
   text, conds = table(summary, config)
-  figure(workdir, summary, config, conds, os.path.join(workdir, 'sweep.png'))
+  figure(summary, config, metrics, conds, os.path.join(workdir, 'sweep.png'))
   n = len(summary['runs'])
   title = f'# Sweep report: {n} runs\n\n'
   with open(os.path.join(workdir, 'report.md'), 'w') as f:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
 import os
 import signal
@@ -34,9 +33,6 @@ from tinyjax import tasks as tasks_lib
 from tinyjax import validate
 from tinyjax import writer as writer_lib
 from tinyjax.tasks import ConfigError
-
-log = logging.getLogger('tinyjax')
-
 
 class Interrupted(Exception):
   """SIGINT arrived; the current chunk was finished and checkpointed."""
@@ -228,18 +224,24 @@ def program_for(config, task) -> program_lib.Program:
   return _PROGRAMS[key]
 
 
+def place(prog, hp_np, n_runs: int):
+  """The group's mesh, padding, and its hyperparameters (padded, sharded over
+  `runs`) and data (replicated) on the devices."""
+  mesh = runs_mesh(n_runs)
+  n_pad = -n_runs % mesh.devices.size
+  hp = jax.device_put(_pad(hp_np, n_pad), NamedSharding(mesh, P('runs')))
+  data = jax.device_put(prog.data, NamedSharding(mesh, P()))
+  return mesh, n_pad, hp, data
+
+
 def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
   config = group.config
   prog = program_for(config, task)
   runs = group.runs
-  mesh = runs_mesh(len(runs))
-  n_runs, n_dev = len(runs), mesh.devices.size
-  n_pad = -n_runs % n_dev
-  shard = NamedSharding(mesh, P('runs'))
-  replicated = NamedSharding(mesh, P())
+  n_runs = len(runs)
   hp_np = program_lib.hparam_arrays([r['hparams'] for r in runs])
-  hp = jax.device_put(_pad(hp_np, n_pad), shard)
-  data = jax.device_put(prog.data, replicated)
+  mesh, n_pad, hp, data = place(prog, hp_np, n_runs)
+  n_dev, shard = mesh.devices.size, NamedSharding(mesh, P('runs'))
 
   mgr = ckpt_lib.manager(workdir, group.name, config.checkpoint.keep)
   target = ckpt_lib.numpy_target(prog.init, hp_np)
@@ -260,7 +262,7 @@ def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
   log_every = config.train.log_every
   bar = tqdm.tqdm(total=config.train.steps, initial=start, disable=not progress,
                   desc=(group.name or f'{n_runs} run' + ('s' if n_runs > 1 else ''))
-                  + (f' on {n_dev} {jax.devices()[0].platform} devices' if n_dev > 1 else ''),
+                  + (f' on {n_dev} {mesh.devices.flat[0].platform} devices' if n_dev > 1 else ''),
                   unit='step', dynamic_ncols=True)
 
   def write_rows(first_step, n_rows, rows):

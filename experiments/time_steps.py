@@ -61,7 +61,7 @@ def main():
   jax.block_until_ready(rows)
   dt, cpu = time.perf_counter() - t0, time.process_time() - c0
   print(f'{a.config}: {len(group.runs)} run(s) x {prog.num_params:,} params, '
-        f'{task.train.num_rows} train rows; compile+first chunk {compile_s:.1f} s '
+        f'{getattr(task.train, "num_rows", "stream")} train rows; compile+first chunk {compile_s:.1f} s '
         f'(CPU {compile_cpu:.1f} s); {done} steps in {dt:.1f} s wall, {cpu:.1f} s CPU = '
         f'{dt / done * 1e3:.1f} ms/step wall, {cpu / done * 1e3:.1f} ms/step CPU '
         f'({dt / done / len(group.runs) * 1e3:.1f} ms wall per run-step); '

@@ -188,8 +188,8 @@ def test_bucketed_exact_match_on_a_hand_made_case():
 @pytest.mark.parametrize('n', [1025, 3000, 100_000])
 def test_shuffled_index_is_a_permutation(n):
   i = jnp.arange(n)
-  a = np.asarray(program_lib.shuffled_index(jax.random.key(0), i, n))
-  b = np.asarray(program_lib.shuffled_index(jax.random.key(1), i, n))
+  a = np.asarray(tasks.shuffled_index(jax.random.key(0), i, n))
+  b = np.asarray(tasks.shuffled_index(jax.random.key(1), i, n))
   assert (np.sort(a) == np.arange(n)).all() and (np.sort(b) == np.arange(n)).all()
   assert (a != b).mean() > 0.99 and abs(np.corrcoef(np.arange(n), a)[0, 1]) < 0.1
 

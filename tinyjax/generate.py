@@ -1,7 +1,9 @@
 """python -m tinyjax.generate --workdir DIR --prompt blue [--run lr=0.1/seed=3]
 
-Greedy continuation from a trained workdir's newest checkpoint (or --step),
-until EOS or --max_new_tokens (100, as the original Timmy script).
+The continuation of each prompt from a trained workdir's newest checkpoint (or
+--step), until EOS or --max_new_tokens (default: the config's
+eval.max_new_tokens; Timmy 100, tiny-llm 160). Greedy by default; sampling
+with --temperature > 0, --top_k, --top_p and --seed (same seed, same text).
 """
 
 from absl import app
@@ -14,43 +16,31 @@ flags.DEFINE_string('workdir', None, 'A tinyjax workdir.')
 flags.DEFINE_multi_string('prompt', None, 'Prompt text (repeat the flag for several).')
 flags.DEFINE_string('run', None, 'Run name (see summary.json); default: the first run.')
 flags.DEFINE_integer('step', None, 'Checkpoint step; default: the newest.')
-flags.DEFINE_integer('max_new_tokens', 100, 'Generation cap.')
+flags.DEFINE_integer('max_new_tokens', None, 'Generation cap (default: eval.max_new_tokens).')
+flags.DEFINE_float('temperature', 0.0, '0 = greedy; else sample at this temperature.')
+flags.DEFINE_integer('top_k', 0, 'Sample among the k most likely tokens (0 = all).')
+flags.DEFINE_float('top_p', 1.0, 'Sample within the top-p probability mass (1 = all).')
+flags.DEFINE_integer('seed', 0, 'PRNG seed of the sampling.')
 flags.mark_flags_as_required(['workdir', 'prompt'])
 FLAGS = flags.FLAGS
 
 
 def generate(workdir: str, prompts, run: str | None = None, step: int | None = None,
-             max_new_tokens: int = 100) -> dict[str, str]:
-  """{prompt: completion} of one run of a workdir."""
-  import jax
-  from tinyjax import checkpoint as ckpt_lib
-  from tinyjax import program as program_lib
-  from tinyjax import sweep as sweep_lib
-  from tinyjax import train
+             max_new_tokens: int | None = None, settings=None, seed: int = 0
+             ) -> dict[str, str]:
+  """{prompt: completion} of one run of a workdir (settings: a sampler.Settings,
+  default greedy)."""
+  from tinyjax import sampler
   from tinyjax.tasks import ConfigError
-  config = train.load_config(workdir)
-  groups = sweep_lib.expand(config)
-  names = [r['name'] for g in groups for r in g.runs]
-  name = run or names[0]
-  if name not in names:
-    raise ConfigError(f'--run: {name!r} is not a run of {workdir}; runs: {names[:8]}'
-                      + (' ...' if len(names) > 8 else ''))
-  group = next(g for g in groups if any(r['name'] == name for r in g.runs))
-  index = [r['name'] for r in group.runs].index(name)
-  prog = program_lib.Program(group.config, train.build_task(group.config))
+  from tinyjax import restore
+  prog, group, index = restore.open_run(workdir, run)
   try:
     prog.encode_prompts(prompts)  # OOV text fails before the checkpoint is read
   except ConfigError as e:
     raise ConfigError(f'--prompt: {e}') from None
-  hp_np = program_lib.hparam_arrays([r['hparams'] for r in group.runs])
-  mgr = ckpt_lib.manager(workdir, group.name, read_only=True)
-  found, state = ckpt_lib.restore_latest(mgr, ckpt_lib.numpy_target(prog.init, hp_np), step,
-                                        move_unreadable=False)
-  if state is None:
-    raise ConfigError(f'--workdir {workdir}: no readable checkpoint'
-                      + (f' at step {step}' if step is not None else ''))
-  params = jax.tree.map(lambda x: x[index:index + 1], state['params'])
-  return prog.generations(params, max_new_tokens, prompts)[0]
+  _, params = restore.load_params(workdir, prog, group, index, step)
+  n_new = max_new_tokens or group.config.eval.max_new_tokens
+  return prog.generations(params, n_new, prompts, settings or sampler.GREEDY, seed)[0]
 
 
 def main(argv):
@@ -58,7 +48,16 @@ def main(argv):
   logging.set_verbosity(logging.ERROR)
   from tinyjax.tasks import ConfigError
   try:
-    out = generate(FLAGS.workdir, FLAGS.prompt, FLAGS.run, FLAGS.step, FLAGS.max_new_tokens)
+    from tinyjax import sampler
+    if FLAGS.temperature < 0 or FLAGS.top_k < 0 or not 0 < FLAGS.top_p <= 1:
+      raise ConfigError(f'--temperature {FLAGS.temperature} / --top_k {FLAGS.top_k} / '
+                        f'--top_p {FLAGS.top_p}: use temperature >= 0, top_k >= 0, '
+                        '0 < top_p <= 1')
+    if FLAGS.max_new_tokens is not None and FLAGS.max_new_tokens < 1:
+      raise ConfigError(f'--max_new_tokens: {FLAGS.max_new_tokens} is not allowed; use >= 1')
+    settings = sampler.Settings(FLAGS.temperature, FLAGS.top_k, FLAGS.top_p)
+    out = generate(FLAGS.workdir, FLAGS.prompt, FLAGS.run, FLAGS.step, FLAGS.max_new_tokens,
+                   settings, FLAGS.seed)
   except ConfigError as e:
     cli.fail(str(e))
   for prompt, text in out.items():

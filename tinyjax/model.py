@@ -1,4 +1,6 @@
-"""Flax NNX models. Every model maps tokens_BxT -> (logits_BxTxV, aux).
+"""Flax NNX models. Every model maps tokens_BxT -> (logits_BxTxV, aux), and
+decodes with a cache: init_cache(batch, size), decode(tokens_BxT, pos_B, cache)
+-> (logits_BxTxV, cache) (tinyjax.sampler).
 
 aux holds what the metrics need from inside the forward pass:
   'attn_entropy_LxBxHxT': entropy (nats) of each head's attention distribution
@@ -24,7 +26,12 @@ ACTIVATIONS = {'relu': jax.nn.relu, 'gelu': jax.nn.gelu, 'silu': jax.nn.silu,
 
 def sinusoidal_positions(num_positions: int, d: int) -> jax.Array:
   """angle = t / 10000^(pair / d) with pair = i - i mod 2; sin even, cos odd."""
-  t_Tx1 = jnp.arange(num_positions, dtype=jnp.float32)[:, None]
+  return sinusoidal_at(jnp.arange(num_positions), d)
+
+
+def sinusoidal_at(positions, d: int) -> jax.Array:
+  """sinusoidal_positions at integer positions of any shape: [..., d]."""
+  t_Tx1 = jnp.asarray(positions, jnp.float32)[..., None]
   i_D = jnp.arange(d)
   pair_D = (i_D - i_D % 2).astype(jnp.float32)
   angle_TxD = t_Tx1 / jnp.power(10000.0, pair_D / d)
@@ -52,10 +59,27 @@ class Norm(nnx.Module):
     return x_BxTxD
 
 
+def _torch_uniform(fan_in):
+  """PyTorch's nn.Linear default: weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+  bound = 1.0 / math.sqrt(fan_in)
+  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype,
+                                                                 -bound, bound)
+
+
 def _dense(d_in, d_out, bias, cfg, rngs, std=None):
+  if cfg.get('init', 'normal') == 'torch':
+    init = _torch_uniform(d_in)
+    return nnx.Linear(d_in, d_out, use_bias=bias, rngs=rngs, kernel_init=init,
+                      bias_init=init)
   return nnx.Linear(d_in, d_out, use_bias=bias, rngs=rngs,
                     kernel_init=nnx.initializers.normal(std or cfg.init_std),
                     bias_init=nnx.initializers.zeros_init())
+
+
+def _embed_init(cfg):
+  """torch: nn.Embedding's N(0, 1); else N(0, init_std)."""
+  std = 1.0 if cfg.get('init', 'normal') == 'torch' else cfg.init_std
+  return nnx.initializers.normal(std)
 
 
 class Attention(nnx.Module):
@@ -67,13 +91,18 @@ class Attention(nnx.Module):
     self.q = _dense(d, d, cfg.attn_bias, cfg, rngs)
     self.k = _dense(d, d, cfg.attn_bias, cfg, rngs)
     self.v = _dense(d, d, cfg.attn_bias, cfg, rngs)
-    self.o = _dense(d, d, cfg.attn_bias, cfg, rngs)
+    self.o = _dense(d, d, cfg.get('attn_out_bias', cfg.attn_bias), cfg, rngs)
 
-  def __call__(self, x_BxTxD):
+  def _qkv(self, x_BxTxD):
+    b, t, d = x_BxTxD.shape
+    split = lambda y: y.reshape(b, t, self.n_heads, d // self.n_heads)
+    return tuple(split(f(x_BxTxD)) for f in (self.q, self.k, self.v))
+
+  def __call__(self, x_BxTxD, probs=False):
+    """(out_BxTxD, entropy_BxHxT), plus the weights p_BxHxTxT if probs."""
     b, t, d = x_BxTxD.shape
     h = self.n_heads
-    split = lambda y: y.reshape(b, t, h, d // h)
-    q_BxTxHxK, k_BxTxHxK, v_BxTxHxK = (split(f(x_BxTxD)) for f in (self.q, self.k, self.v))
+    q_BxTxHxK, k_BxTxHxK, v_BxTxHxK = self._qkv(x_BxTxD)
     s_BxHxTxT = jnp.einsum('bthk,bshk->bhts', q_BxTxHxK, k_BxTxHxK) / math.sqrt(d // h)
     causal_TxT = jnp.tril(jnp.ones((t, t), bool))
     s_BxHxTxT = jnp.where(causal_TxT, s_BxHxTxT, jnp.finfo(s_BxHxTxT.dtype).min)
@@ -81,7 +110,28 @@ class Attention(nnx.Module):
     out_BxTxHxK = jnp.einsum('bhts,bshk->bthk', p_BxHxTxT, v_BxTxHxK)
     p = jax.lax.stop_gradient(p_BxHxTxT)
     entropy_BxHxT = -jnp.sum(jnp.where(causal_TxT, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0), -1)
-    return self.o(out_BxTxHxK.reshape(b, t, d)), entropy_BxHxT
+    out_BxTxD = self.o(out_BxTxHxK.reshape(b, t, d))
+    return (out_BxTxD, entropy_BxHxT, p) if probs else (out_BxTxD, entropy_BxHxT)
+
+  def decode(self, x_BxTxD, pos_BxT, cache):
+    """Attention of T new tokens at positions pos_BxT over a KV cache.
+
+    cache: {'k', 'v': [B, S, H, K]}; the new keys and values are written at
+    their positions (a position >= S is dropped), and each query attends to
+    the cached positions <= its own. Returns (out_BxTxD, new cache).
+    """
+    b, t, d = x_BxTxD.shape
+    q_BxTxHxK, k_BxTxHxK, v_BxTxHxK = self._qkv(x_BxTxD)
+    rows_Bx1 = jnp.arange(b)[:, None]
+    k_BxSxHxK = cache['k'].at[rows_Bx1, pos_BxT].set(k_BxTxHxK, mode='drop')
+    v_BxSxHxK = cache['v'].at[rows_Bx1, pos_BxT].set(v_BxTxHxK, mode='drop')
+    s_BxHxTxS = (jnp.einsum('bthk,bshk->bhts', q_BxTxHxK, k_BxSxHxK)
+                 / math.sqrt(d // self.n_heads))
+    seen_BxTxS = jnp.arange(k_BxSxHxK.shape[1])[None, None, :] <= pos_BxT[:, :, None]
+    s_BxHxTxS = jnp.where(seen_BxTxS[:, None], s_BxHxTxS, jnp.finfo(s_BxHxTxS.dtype).min)
+    p_BxHxTxS = jax.nn.softmax(s_BxHxTxS, axis=-1)
+    out_BxTxHxK = jnp.einsum('bhts,bshk->bthk', p_BxHxTxS, v_BxSxHxK)
+    return self.o(out_BxTxHxK.reshape(b, t, d)), {'k': k_BxSxHxK, 'v': v_BxSxHxK}
 
 
 class MLP(nnx.Module):
@@ -104,12 +154,18 @@ class Block(nnx.Module):
     self.norm2 = Norm(cfg.norm, cfg.d_model, cfg.norm_eps, rngs=rngs)
     self.mlp = MLP(cfg, rngs=rngs) if cfg.d_mlp > 0 else None
 
-  def __call__(self, x_BxTxD):
-    a_BxTxD, entropy_BxHxT = self.attn(self.norm1(x_BxTxD))
-    x_BxTxD = x_BxTxD + a_BxTxD
+  def __call__(self, x_BxTxD, probs=False):
+    a_BxTxD, *stats = self.attn(self.norm1(x_BxTxD), probs)
+    return self._mlp(x_BxTxD + a_BxTxD), *stats
+
+  def _mlp(self, x_BxTxD):
     if self.mlp is not None:
       x_BxTxD = x_BxTxD + self.mlp(self.norm2(x_BxTxD))
-    return x_BxTxD, entropy_BxHxT
+    return x_BxTxD
+
+  def decode(self, x_BxTxD, pos_BxT, cache):
+    a_BxTxD, cache = self.attn.decode(self.norm1(x_BxTxD), pos_BxT, cache)
+    return self._mlp(x_BxTxD + a_BxTxD), cache
 
 
 class Transformer(nnx.Module):
@@ -118,19 +174,24 @@ class Transformer(nnx.Module):
   Options (config.model): d_model, n_layers, n_heads, d_mlp, activation,
   positions ('sinusoidal' | 'learned' | 'none'), embed_scale (x sqrt(d_model)),
   norm ('standardize' | 'layernorm' | 'rmsnorm' | 'none'), norm_eps,
-  final_norm, attn_bias, mlp_bias, unembed_bias, tie_embeddings, init_std,
-  unembed_init_std (optional; 0 or absent = init_std).
+  final_norm, attn_bias, attn_out_bias (optional; absent = attn_bias), mlp_bias,
+  unembed_bias, tie_embeddings, init ('normal': N(0, init_std) matrices and
+  embeddings, zero biases; 'torch': PyTorch's defaults, N(0, 1) embeddings and
+  U(+-1/sqrt(fan_in)) Linear weights and biases), init_std, unembed_init_std
+  (optional; 0 or absent = init_std).
+
+  `decode(tokens, pos, cache)` runs new tokens against a KV cache
+  (`init_cache`); tinyjax.sampler uses it.
   """
 
   def __init__(self, cfg, vocab_size: int, max_len: int, *, rngs: nnx.Rngs):
     d = cfg.d_model
     self.d_model, self.positions = d, cfg.positions
     self.embed_scale, self.tie_embeddings = cfg.embed_scale, cfg.tie_embeddings
-    self.embed = nnx.Embed(vocab_size, d, rngs=rngs,
-                           embedding_init=nnx.initializers.normal(cfg.init_std))
+    self.max_len = max_len
+    self.embed = nnx.Embed(vocab_size, d, rngs=rngs, embedding_init=_embed_init(cfg))
     if cfg.positions == 'learned':
-      self.pos_embed = nnx.Param(
-          nnx.initializers.normal(cfg.init_std)(rngs.params(), (max_len, d)))
+      self.pos_embed = nnx.Param(_embed_init(cfg)(rngs.params(), (max_len, d)))
     self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.n_layers)])
     self.final_norm = Norm(cfg.norm if cfg.final_norm else 'none', d, cfg.norm_eps,
                            rngs=rngs)
@@ -140,23 +201,59 @@ class Transformer(nnx.Module):
       self.unembed = _dense(d, vocab_size, cfg.unembed_bias, cfg, rngs,
                             std=cfg.get('unembed_init_std', 0.0))
 
-  def __call__(self, tokens_BxT):
+  def _embed(self, tokens_BxT, pos_BxT=None):
+    """Token (+ position) embeddings; positions 0..T-1 unless pos_BxT is given."""
     t = tokens_BxT.shape[1]
     x_BxTxD = self.embed(tokens_BxT)
     if self.embed_scale:
       x_BxTxD = x_BxTxD * math.sqrt(self.d_model)
     if self.positions == 'sinusoidal':
-      x_BxTxD = x_BxTxD + sinusoidal_positions(t, self.d_model)
+      if pos_BxT is None:
+        x_BxTxD = x_BxTxD + sinusoidal_positions(t, self.d_model)
+      else:
+        x_BxTxD = x_BxTxD + sinusoidal_at(pos_BxT, self.d_model)
     elif self.positions == 'learned':
-      x_BxTxD = x_BxTxD + self.pos_embed[...][:t]
-    entropies = []
-    for block in self.blocks:
-      x_BxTxD, entropy_BxHxT = block(x_BxTxD)
-      entropies.append(entropy_BxHxT)
+      x_BxTxD = x_BxTxD + (self.pos_embed[...][:t] if pos_BxT is None
+                           else self.pos_embed[...][pos_BxT])
+    return x_BxTxD
+
+  def _logits(self, x_BxTxD):
     x_BxTxD = self.final_norm(x_BxTxD)
-    logits_BxTxV = (self.embed.attend(x_BxTxD) if self.tie_embeddings
-                    else self.unembed(x_BxTxD))
-    return logits_BxTxV, {'attn_entropy_LxBxHxT': jnp.stack(entropies)}
+    return (self.embed.attend(x_BxTxD) if self.tie_embeddings
+            else self.unembed(x_BxTxD))
+
+  def __call__(self, tokens_BxT, inspect=False):
+    """inspect=True adds to aux the attention weights 'attn_LxBxHxTxT' and the
+    final-normed hidden state 'hidden_BxTxD' (what the unembedding reads)."""
+    x_BxTxD = self._embed(tokens_BxT)
+    entropies, weights = [], []
+    for block in self.blocks:
+      x_BxTxD, entropy_BxHxT, *p = block(x_BxTxD, inspect)
+      entropies.append(entropy_BxHxT)
+      weights += p
+    aux = {'attn_entropy_LxBxHxT': jnp.stack(entropies)}
+    if inspect:
+      aux['attn_LxBxHxTxT'] = jnp.stack(weights)
+      aux['hidden_BxTxD'] = self.final_norm(x_BxTxD)
+    return self._logits(x_BxTxD), aux
+
+  # --------------------------------------------- KV-cached decoding (sampler) ---
+  def init_cache(self, batch: int, size: int):
+    """Empty keys and values for `size` positions, per layer."""
+    h = self.blocks[0].attn.n_heads
+    z = jnp.zeros((batch, size, h, self.d_model // h), jnp.float32)
+    return [{'k': z, 'v': z} for _ in self.blocks]
+
+  def decode(self, tokens_BxT, pos_B, cache):
+    """Logits of T new tokens placed at positions pos_B.. of each row, reading
+    and extending the cache: (logits_BxTxV, cache)."""
+    pos_BxT = pos_B[:, None] + jnp.arange(tokens_BxT.shape[1])[None, :]
+    x_BxTxD = self._embed(tokens_BxT, pos_BxT)
+    new = []
+    for block, c in zip(self.blocks, cache):
+      x_BxTxD, c = block.decode(x_BxTxD, pos_BxT, c)
+      new.append(c)
+    return self._logits(x_BxTxD), new
 
 
 class WindowMLP(nnx.Module):
@@ -195,6 +292,21 @@ class WindowMLP(nnx.Module):
         [pad_BxSxE[:, k:k + t] for k in range(self.context)], axis=-1)
     h_BxTxH = self.act(self.hidden(window_BxTxCE))
     return self.out(h_BxTxH), {}
+
+  def init_cache(self, batch: int, size: int):
+    """The tokens so far (the window is all the model reads)."""
+    return {'tokens': jnp.zeros((batch, size), jnp.int32)}
+
+  def decode(self, tokens_BxT, pos_B, cache):
+    b, t = tokens_BxT.shape
+    pos_BxT = pos_B[:, None] + jnp.arange(t)[None, :]
+    buf_BxS = cache['tokens'].at[jnp.arange(b)[:, None], pos_BxT].set(tokens_BxT, mode='drop')
+    # Window k of query position p holds token p-context+1+k (zeros before 0).
+    src_BxTxC = pos_BxT[:, :, None] - self.context + 1 + jnp.arange(self.context)
+    ids_BxTxC = jnp.take_along_axis(buf_BxS[:, None, :], jnp.maximum(src_BxTxC, 0), axis=2)
+    e_BxTxCxE = self.embed(ids_BxTxC) * (src_BxTxC >= 0)[..., None]
+    h_BxTxH = self.act(self.hidden(e_BxTxCxE.reshape(b, t, -1)))
+    return self.out(h_BxTxH), {'tokens': buf_BxS}
 
 
 MODELS = {'transformer': Transformer, 'window_mlp': WindowMLP}

@@ -18,8 +18,6 @@ After `diverged_step` a run is frozen: its parameters stop changing.
 
 from __future__ import annotations
 
-import math
-
 from flax import nnx
 import jax
 import jax.numpy as jnp
@@ -28,6 +26,9 @@ import numpy as np
 from tinyjax import loss as loss_lib
 from tinyjax import model as model_lib
 from tinyjax import optimizer as optimizer_lib
+from tinyjax import sampler as sampler_lib
+from tinyjax import tasks as tasks_lib
+from tinyjax.tasks import ConfigError
 
 # config path -> hyperparameter name. These may vary inside one compiled group.
 TRACED = {
@@ -41,12 +42,6 @@ TRACED = {
     'optimizer.grokfast_alpha': 'grokfast_alpha',
     'optimizer.grokfast_lambda': 'grokfast_lambda',
 }
-# Minibatch shuffles: up to this many rows the epoch's permutation is drawn
-# exactly (jax.random.permutation, under 0.3 ms on a CPU); above it, sorting all
-# rows every step would dominate a tiny model's step, so `shuffled_index`
-# computes only the b entries the step needs.
-EXACT_SHUFFLE_ROWS = 1024
-FEISTEL_ROUNDS = 8
 OPS = {'<': jnp.less, '<=': jnp.less_equal, '>': jnp.greater, '>=': jnp.greater_equal}
 
 
@@ -82,14 +77,26 @@ class Program:
     self.vocab_size, self.max_len = len(task.vocab), task.max_len
     self.log_every = config.train.log_every
     self.eval_every = config.eval.every or config.train.log_every
+    # Explicit eval steps (tiny-llm's CHECKPOINTS) replace eval.every.
+    self.eval_steps = np.asarray(config.eval.get('steps', ()) or [-1], np.int32)
     self.groups_per_chunk = config.train.chunk_steps // self.log_every
     self.milestones = [(name, *spec) for name, spec in config.milestones.items()]
     abstract = nnx.eval_shape(lambda: model_lib.build(
         config.model, self.vocab_size, self.max_len, nnx.Rngs(0)))
     self.graphdef, abstract_params = nnx.split(abstract)
     self.num_params = model_lib.count_params(abstract_params)
+    # An eval source named 'train' (a corpus's train estimate) reads data['train'].
     self.data = {'train': task.train.arrays(),
-                 **{k: s.arrays() for k, s in task.evals.items()}}
+                 **{k: s.arrays() for k, s in task.evals.items() if k != 'train'}}
+    # Learned positions bound what the model can read: either generation stops
+    # at the context (default) or the window slides (eval.slide_window; tiny-llm).
+    learned = config.model.get('positions') == 'learned'
+    self.context = (config.model.get('max_len') or self.max_len) if learned else 0
+    self.window = self.context if config.eval.get('slide_window', False) else 0
+    self.stop_ids = (task.vocab.eos_id,) if task.vocab.eos_id >= 0 else ()
+    self.settings = sampler_lib.Settings(config.eval.get('temperature', 0.0),
+                                         config.eval.get('top_k', 0),
+                                         config.eval.get('top_p', 1.0))
     self._prompts = self._encode_prompts()
 
     # init and evaluate run once per run: they are compiled at XLA's lowest
@@ -99,7 +106,9 @@ class Program:
     once = {'xla_backend_optimization_level': 0}
     self.init = jax.jit(jax.vmap(self._init_run), compiler_options=once)
     self.chunk = jax.jit(self._chunk)
-    self.evaluate = jax.jit(self._evaluate, compiler_options=once)
+    # Not a corpus's evaluation either: eval_iters batches of full-size windows.
+    rows = isinstance(task.train, tasks_lib.Split)
+    self.evaluate = jax.jit(self._evaluate, compiler_options=once if rows else None)
     self.generate = jax.jit(self._generate, static_argnums=(2,))
 
   # ------------------------------------------------------------ one run ---
@@ -115,20 +124,10 @@ class Program:
             'diverged_step': jnp.int32(-1)}
 
   def _batch(self, data, hp, step):
-    """Full batch, or minibatches cut from a per-epoch shuffle of the rows."""
-    b = self.config.train.batch_size
-    n = data['x_NxT'].shape[0]
-    if not b or b >= n:
-      return data
-    per_epoch = n // b
+    """The task's training batch for `step` (rows or stream windows), drawn
+    from the run's key: no data-loader state, so resume is exact."""
     key = jax.random.fold_in(jax.random.key(hp['seed']), 1)
-    key = jax.random.fold_in(key, step // per_epoch)
-    pos = (step % per_epoch) * b + jnp.arange(b)
-    if n <= EXACT_SHUFFLE_ROWS:
-      idx = jax.random.permutation(key, n)[pos]
-    else:
-      idx = shuffled_index(key, pos, n)
-    return jax.tree.map(lambda x: x[idx], data)
+    return self.task.train.batch(data, key, step, self.config.train.batch_size)
 
   def _forward(self, params, batch):
     logits, aux = nnx.merge(self.graphdef, params)(batch['x_NxT'])
@@ -187,13 +186,17 @@ class Program:
     per prompt of task.prompts (generation/<prompt>) and as the fraction right
     per bucket of task.prompt_buckets (exact/<bucket>)."""
     m = {}
-    for name in self.task.evals:
-      loss, (logits, aux) = self._forward(state['params'], data[name])
-      em = loss_lib.lm_metrics(logits, data[name], self.task.class_names, {},
-                               prefix=f'{name}/')
-      m.update(em)
+    model = nnx.merge(self.graphdef, state['params'])
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(hp['seed']), 2), step)
+    for i, (name, source) in enumerate(self.task.evals.items()):
+      def metrics(batch, name=name):
+        logits, _ = model(batch['x_NxT'])
+        return loss_lib.lm_metrics(logits, batch, self.task.class_names, {},
+                                   prefix=f'{name}/')
+      m.update(source.evaluate(metrics, data[name], jax.random.fold_in(key, i)))
     if self._prompts['track']:
-      toks = self._generate_run(state['params'], self._prompts, self._prompts['n_track'])
+      toks = self._generate_run(state['params'], self._prompts, self._prompts['n_track'],
+                                sampler_lib.GREEDY.arrays(), key)
       exp, emask = self._prompts['expected'], self._prompts['expected_mask']
       right = ((toks == exp) | (emask == 0)).all(-1)
       n = len(self._tracked)
@@ -225,9 +228,13 @@ class Program:
                                        jax.eval_shape(fn, state, hp, data, start)[1])
     nan_eval, nan_step = nan_like(v_eval), nan_like(v_step)
 
+    config_eval_steps = bool(self.config.eval.get('steps', ()))
+
     def group(state, g):
       s0 = start + g * self.log_every
-      do_eval = (s0 < end) & (s0 % self.eval_every == 0)
+      on_schedule = (jnp.isin(s0, self.eval_steps) if config_eval_steps
+                     else s0 % self.eval_every == 0)
+      do_eval = (s0 < end) & on_schedule
       state, em = jax.lax.cond(do_eval, lambda st: v_eval(st, hp, data, s0),
                                lambda st: (st, nan_eval), state)
       state, m = jax.lax.cond(s0 < end, lambda st: v_step(st, hp, data, s0),
@@ -254,6 +261,9 @@ class Program:
   def encode_prompts(self, prompts):
     """Right-padded prompt tokens and lengths (raises ConfigError on OOV text)."""
     ids = [self.task.vocab.encode(p) for p in prompts]
+    if self.context and max(map(len, ids)) > self.context:
+      raise ConfigError(f'prompt {max(prompts, key=len)[:40]!r}: {max(map(len, ids))} tokens, '
+                        f'longer than the model\'s context of {self.context}')
     toks = np.zeros((len(ids), max(map(len, ids))), np.int32)
     for i, p in enumerate(ids):
       toks[i, :len(p)] = p
@@ -285,45 +295,29 @@ class Program:
         out['expected_mask'][i, :len(e)] = 1
     return out
 
-  def _generate_run(self, params, prompts, n_new):
-    """Greedy continuation of every prompt; after EOS only EOS. [P, n_new]."""
+  def _generate_run(self, params, prompts, n_new, settings, key):
+    """The continuation of every prompt (tinyjax.sampler); after a stop token
+    only that token. [P, n_new]."""
     model = nnx.merge(self.graphdef, params)
-    p_len = jnp.asarray(prompts['lengths'])
-    p_toks = jnp.asarray(prompts['tokens'])
-    n_p, width = p_toks.shape
-    buf = jnp.zeros((n_p, width + n_new), jnp.int32).at[:, :width].set(p_toks)
-    eos = self.task.vocab.eos_id
-    rows = jnp.arange(n_p)
+    toks, _ = sampler_lib.sample(model, jnp.asarray(prompts['tokens']), prompts['lengths'],
+                                 n_new, key, settings, self.stop_ids, self.window)
+    return toks
 
-    def body(carry):
-      j, buf, done = carry
-      # The newest token is never read back, so the model sees one position
-      # less than the buffer: a learned-position model fills its max_len.
-      logits, _ = model(buf[:, :-1])
-      nxt = logits[rows, p_len + j - 1].argmax(-1).astype(jnp.int32)
-      nxt = jnp.where(done, eos if eos >= 0 else 0, nxt)
-      buf = buf.at[rows, p_len + j].set(nxt)
-      return j + 1, buf, done | (nxt == eos)
+  def _generate(self, params, prompts, n_new, settings, key):
+    return jax.vmap(self._generate_run, in_axes=(0, None, None, None, None))(
+        params, prompts, n_new, settings, key)
 
-    # Stops once every prompt has emitted EOS (under vmap: of every run); the
-    # positions not reached keep token 0 and are never decoded (past EOS).
-    done0 = jnp.zeros((n_p,), bool)
-    _, buf, _ = jax.lax.while_loop(lambda c: (c[0] < n_new) & ~c[2].all(), body,
-                                   (jnp.int32(0), buf, done0))
-    idx = p_len[:, None] + jnp.arange(n_new)[None, :]
-    return jnp.take_along_axis(buf, idx, axis=1)
-
-  def _generate(self, params, prompts, n_new):
-    return jax.vmap(self._generate_run, in_axes=(0, None, None))(params, prompts, n_new)
-
-  def generations(self, params, n_new: int, prompts=None) -> list[dict[str, str]]:
-    """Host helper: {prompt: greedy completion text} for every run in params."""
+  def generations(self, params, n_new: int, prompts=None, settings=None,
+                  seed: int = 0) -> list[dict[str, str]]:
+    """Host helper: {prompt: completion text} for every run in params, with
+    eval's sampler settings unless `settings` (a sampler.Settings) is given."""
     prompts = tuple(self.task.prompts if prompts is None else prompts)
     if not prompts:
       return [{} for _ in range(jax.tree.leaves(params)[0].shape[0])]
     enc = self.encode_prompts(prompts)
     n_new = self.max_new_tokens(n_new, int(enc['lengths'].max()))
-    toks = np.asarray(self.generate(params, enc, n_new))
+    settings = (settings or self.settings).arrays()
+    toks = np.asarray(self.generate(params, enc, n_new, settings, jax.random.key(seed)))
     return [{p: self.task.vocab.decode(toks[r, i]) for i, p in enumerate(prompts)}
             for r in range(toks.shape[0])]
 
@@ -334,43 +328,9 @@ class Program:
   def max_new_tokens(self, requested: int, prompt_len: int) -> int:
     """Generation cap, within the positions a learned-position model knows
     (the last new token is predicted at position limit - 1, never fed back)."""
-    if self.config.model.get('positions') == 'learned':
-      limit = (self.config.model.get('max_len') or self.max_len)
-      return max(1, min(requested, limit - prompt_len + 1))
+    if self.context and not self.window:
+      return max(1, min(requested, self.context - prompt_len + 1))
     return requested
-
-
-def shuffled_index(key, i, n: int):
-  """Entries i of a pseudo-random permutation of range(n) chosen by `key`.
-
-  A minibatch needs b entries of the epoch's shuffle, not all n: materialising
-  jax.random.permutation(n) each step costs O(n log n) (about 60 ms for
-  n = 100,000 on a CPU, far more than a tiny model's step). Instead a Feistel
-  network permutes [0, 4^h) with 4^h >= n, and values >= n are encrypted again
-  (cycle walking), which keeps it a permutation of [0, n). Feistel networks
-  reach only part of the permutations of tiny domains (hence EXACT_SHUFFLE_ROWS);
-  with 8 rounds, where each of 20,000 keys sends a row already passes a
-  chi-square test of uniformity at n = 10 and n = 1000.
-  """
-  half = max(1, math.ceil(math.log2(max(n, 2)) / 2))  # bits per Feistel half
-  mask = jnp.uint32((1 << half) - 1)
-  round_keys = jax.random.bits(key, (FEISTEL_ROUNDS,), jnp.uint32)
-
-  def mix(x):  # lowbias32 integer hash: each input bit flips about half the output
-    x = (x ^ (x >> 16)) * jnp.uint32(0x7FEB352D)
-    x = (x ^ (x >> 15)) * jnp.uint32(0x846CA68B)
-    return x ^ (x >> 16)
-
-  def encrypt(x):
-    left, right = x >> half, x & mask
-    for r in range(FEISTEL_ROUNDS):
-      left, right = right, left ^ (mix(right ^ round_keys[r]) & mask)
-    return (left << half) | right
-
-  x = encrypt(jnp.asarray(i, jnp.uint32))
-  x = jax.lax.while_loop(lambda x: (x >= n).any(),
-                         lambda x: jnp.where(x >= n, encrypt(x), x), x)
-  return x.astype(jnp.int32)
 
 
 def flatten_row(row: dict[str, np.ndarray], r: int) -> dict[str, float]:

@@ -70,6 +70,7 @@ def checkpoint_steps(config) -> set[int]:
   out = {steps}
   if c.every:
     out.update(range(c.every, steps, c.every))
+  out.update(s for s in c.get('steps', ()) if 0 <= s <= steps)
   if c.log_spaced:
     s = config.train.log_every
     out.add(0)
@@ -125,9 +126,18 @@ def _flat(d, prefix=''):
   return out
 
 
-def build_task(config):
-  """The task, with `eval.prompts` as its prompts (when the config sets any)."""
-  task = tasks_lib.build(config.task)
+def tokenizer_path(workdir: str | None, group_name: str = '') -> str | None:
+  """Where a text task's trained tokenizer is saved: WORKDIR/[GROUP/]tokenizer.json."""
+  return os.path.join(workdir, group_name, 'tokenizer.json') if workdir else None
+
+
+def build_task(config, workdir: str | None = None, group_name: str = ''):
+  """The task, with `eval.prompts` as its prompts (when the config sets any);
+  a text task takes the tokenizer saved in `workdir`, if there is one."""
+  task = tasks_lib.build(config.task, tokenizer_path(workdir, group_name))
+  if isinstance(task.train, tasks_lib.Stream) and config.train.batch_size < 1:
+    raise ConfigError(f'train.batch_size: {config.train.batch_size} is not allowed for '
+                      f'task {config.task.name!r}, which draws random windows; use > 0')
   model_lib.validate(config.model, len(task.vocab), task.max_len)
   for p in config.eval.prompts:
     try:
@@ -154,9 +164,15 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False,
   """Trains every run of `config` into `workdir`; returns the summary dict."""
   validate.check(config)
   groups = sweep_lib.expand(config)
-  tasks = [build_task(g.config) for g in groups]  # all errors before any write
+  # All errors before any write; a resumed text task keeps its saved tokenizer.
+  resume = not overwrite and os.path.exists(os.path.join(workdir, 'config.json'))
+  tasks = [build_task(g.config, workdir if resume else None, g.name) for g in groups]
   try:
     prepare_workdir(config, workdir, overwrite)
+    for g, task in zip(groups, tasks):
+      if hasattr(task.vocab, 'save'):
+        os.makedirs(os.path.join(workdir, g.name), exist_ok=True)
+        task.vocab.save(tokenizer_path(workdir, g.name))
     summary = {'devices': [str(d) for d in jax.devices()], 'runs': []}
     with _Sigint() as sigint:
       for group, task in zip(groups, tasks):

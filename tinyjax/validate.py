@@ -36,6 +36,13 @@ def check(config):
              'use >= 0 (0 = off)')
   _require(e.every >= 0 and e.every % t.log_every == 0, 'eval.every', e.every,
            f'use 0 (= log_every) or a multiple of train.log_every={t.log_every}')
+  for field, steps in (('eval.steps', e.get('steps', ())), ('checkpoint.steps', c.get('steps', ()))):
+    _require(all(isinstance(s, int) and s >= 0 and s % t.log_every == 0 for s in steps),
+             field, tuple(steps), f'use steps >= 0 that are multiples of train.log_every={t.log_every}')
+  _require(e.get('temperature', 0.0) >= 0, 'eval.temperature', e.get('temperature'),
+           'use 0 (greedy) or > 0')
+  _require(e.get('top_k', 0) >= 0, 'eval.top_k', e.get('top_k'), 'use 0 (off) or k > 0')
+  _require(0 < e.get('top_p', 1.0) <= 1, 'eval.top_p', e.get('top_p'), 'use a value in (0, 1]')
   _require(e.max_new_tokens > 0, 'eval.max_new_tokens', e.max_new_tokens, 'use > 0')
   _require(c.every >= 0, 'checkpoint.every', c.every, 'use 0 (final only) or > 0')
   _require(c.every == 0 or c.every % t.log_every == 0, 'checkpoint.every', c.every,

@@ -1,165 +1,18 @@
-"""Tasks: a vocabulary plus fixed token arrays that live on the device.
+"""Synthetic token games: fixed rows of a few tokens each.
 
-A task turns `config.task` into a `Task`: the vocabulary, a `train` split and
-optional eval splits (each a `Split` of equal-length, right-padded rows), the
-names of the token classes that partition the trained targets, and the prompts
-(with expected completions, where the task knows them) for held-out generation.
-
-Row layout, for a split of N sequences padded to T+1 tokens:
-  x_NxT     input tokens (tokens[:, :-1]); padding is token id 0.
-  y_NxT     next-token targets (tokens[:, 1:]).
-  mask_NxT  1.0 where the target is trained / scored, else 0.0.
-  cls_NxT   index into `Task.class_names` of each scored target, -1 elsewhere.
-  valid_NxT 1.0 where x is a real token (queries that count for attention stats).
+repeat    Timmy: one colour repeated (`red red red red red<EOS>`);
+modular   a op b = c (mod p), the grokking task;
+addition  a+b=c with a prompt-masked loss (babyLLM, addy).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import random
-from typing import Sequence
 
 import numpy as np
 
-
-class ConfigError(ValueError):
-  """A mistake in a config or flag value: reported as one line, exit status 2."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Vocab:
-  """Tokens as strings; text is encoded by greedy longest match."""
-  tokens: tuple[str, ...]
-  eos: str | None = None
-
-  def __post_init__(self):
-    if len(set(self.tokens)) != len(self.tokens):
-      raise ConfigError(f'task: duplicate tokens in vocabulary {self.tokens}')
-
-  def __len__(self):
-    return len(self.tokens)
-
-  @property
-  def eos_id(self) -> int:
-    return self.tokens.index(self.eos) if self.eos is not None else -1
-
-  def id(self, token: str) -> int:
-    return self.tokens.index(token)
-
-  def encode(self, text: str) -> list[int]:
-    by_length = sorted(range(len(self.tokens)), key=lambda i: -len(self.tokens[i]))
-    ids, pos = [], 0
-    while pos < len(text):
-      for i in by_length:
-        if self.tokens[i] and text.startswith(self.tokens[i], pos):
-          ids.append(i)
-          pos += len(self.tokens[i])
-          break
-      else:
-        raise ConfigError(
-            f'text {text!r}: {text[pos:]!r} at character {pos} is not in the '
-            f'vocabulary {list(self.tokens)}')
-    return ids
-
-  def decode(self, ids: Sequence[int], stop_at_eos: bool = True) -> str:
-    out = []
-    for i in ids:
-      if stop_at_eos and int(i) == self.eos_id:
-        break
-      out.append(self.tokens[int(i)])
-    return ''.join(out)
-
-
-@dataclasses.dataclass
-class Split:
-  x_NxT: np.ndarray
-  y_NxT: np.ndarray
-  mask_NxT: np.ndarray
-  cls_NxT: np.ndarray
-  valid_NxT: np.ndarray
-
-  @property
-  def num_rows(self) -> int:
-    return self.x_NxT.shape[0]
-
-  def arrays(self) -> dict[str, np.ndarray]:
-    return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass
-class Task:
-  vocab: Vocab
-  train: Split
-  evals: dict[str, Split]       # scored on a schedule, e.g. {'test': ...}
-  class_names: tuple[str, ...]  # partition of the trained targets
-  prompts: tuple[str, ...]      # for held-out generations
-  expected: dict[str, str]      # prompt -> expected greedy completion (if known)
-  train_lines: tuple[str, ...] = ()
-  # Prompts scored only in aggregate: the metric `exact/<bucket>` is the fraction
-  # of a bucket's prompts whose greedy completion is exactly `expected[prompt]`.
-  prompt_buckets: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
-
-  @property
-  def max_len(self) -> int:
-    return max([self.train.x_NxT.shape[1]] +
-               [s.x_NxT.shape[1] for s in self.evals.values()])
-
-
-def make_split(vocab: Vocab, lines: Sequence[list[int]],
-               class_of_token: np.ndarray, score_from: Sequence[int] | None = None,
-               length: int | None = None,
-               score_until: Sequence[int] | None = None) -> Split:
-  """Pads token rows and builds targets, masks and classes.
-
-  Args:
-    vocab: the vocabulary.
-    lines: token id lists.
-    class_of_token: [V] class index of each token id as a target (-1: none).
-    score_from: per line, the first target index that is scored (the loss mask
-      for prompt-masked tasks: targets before it are context only). None: all.
-    length: pad to this many tokens (default: the longest line).
-    score_until: per line, one past the last scored target index. None: all.
-  """
-  n = len(lines)
-  if n == 0:
-    raise ConfigError('task: the split has no sequences (empty training set?)')
-  t1 = length or max(len(l) for l in lines)
-  tokens = np.zeros((n, t1), np.int32)
-  real = np.zeros((n, t1), np.float32)
-  for r, line in enumerate(lines):
-    tokens[r, :len(line)] = line
-    real[r, :len(line)] = 1.0
-  x, y = tokens[:, :-1], tokens[:, 1:]
-  mask = real[:, 1:].copy()
-  if score_from is not None:
-    for r, start in enumerate(score_from):
-      mask[r, :start] = 0.0
-  if score_until is not None:
-    for r, end in enumerate(score_until):
-      mask[r, end:] = 0.0
-  cls = np.where(mask > 0, class_of_token[y], -1).astype(np.int32)
-  return Split(x_NxT=x, y_NxT=y, mask_NxT=mask, cls_NxT=cls,
-               valid_NxT=real[:, :-1].copy())
-
-
-def token_classes(vocab: Vocab, classes: dict[str, Sequence[str]]
-                  ) -> tuple[tuple[str, ...], np.ndarray]:
-  """Class index per token id; tokens in no named class go to 'other'."""
-  names = list(classes)
-  of_token = np.full(len(vocab), -1, np.int32)
-  for c, name in enumerate(names):
-    for tok in classes[name]:
-      if tok not in vocab.tokens:
-        raise ConfigError(f'task.classes.{name}: token {tok!r} is not in the '
-                          f'vocabulary {list(vocab.tokens)}')
-      if of_token[vocab.id(tok)] >= 0:
-        raise ConfigError(f'task.classes: token {tok!r} is in two classes; '
-                          'classes must partition the targets')
-      of_token[vocab.id(tok)] = c
-  if (of_token < 0).any():
-    names.append('other')
-    of_token[of_token < 0] = len(names) - 1
-  return tuple(names), of_token
+from tinyjax.tasks.base import ConfigError, Task, make_split, token_classes
+from tinyjax.tasks.tokenizer import Vocab
 
 
 # ----------------------------------------------------------------- repeat ---
@@ -371,13 +224,3 @@ def addition_task(cfg) -> Task:
               train_lines=tuple(vocab.decode(line(i), stop_at_eos=False)
                                 for i in train_ids),
               prompt_buckets=buckets)
-
-
-TASKS = {'repeat': repeat_task, 'modular': modular_task, 'addition': addition_task}
-
-
-def build(cfg) -> Task:
-  if cfg.name not in TASKS:
-    raise ConfigError(f'task.name: {cfg.name!r} is not a known task; '
-                      f'choose one of {sorted(TASKS)}')
-  return TASKS[cfg.name](cfg)

@@ -1,0 +1,90 @@
+"""Language modelling on a text corpus: windows of one token stream.
+
+The corpus is read once (plain text, or .xz / .gz / .bz2), its first
+`train_fraction` of characters trains the tokenizer (char, word or bpe; see
+tinyjax.tasks.tokenizer), and the whole text is encoded once into a stream that
+is cut at the same fraction of its tokens: train = the first part, val = the
+rest (tiny-llm / nanoGPT: 90% / 10%). Both live on the device; each training
+step draws `train.batch_size` random windows of `block_size + 1` tokens from the
+run's key inside the jitted step (tinyjax.tasks.base.Stream).
+
+Evaluation, as tiny-llm's: the mean loss over `eval_iters` random batches of
+`eval_batch_size` windows of each split, written as `train/loss` (the estimate
+on the training stream) and `val/loss`, with per-class losses and accuracies.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import lzma
+import os
+
+import numpy as np
+
+from tinyjax.tasks import tokenizer as tokenizer_lib
+from tinyjax.tasks.base import ConfigError, Stream, Task, token_classes
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OPENERS = {'.xz': lzma.open, '.gz': gzip.open, '.bz2': bz2.open}
+
+
+def resolve(path: str) -> str:
+  """A relative path is relative to the project root, wherever the command runs."""
+  return path if os.path.isabs(path) else os.path.join(ROOT, path)
+
+
+def read_text(path: str, field: str = 'task.path', sha256: str = '') -> str:
+  """The decoded text of a corpus file; ConfigError naming the field if it is
+  missing, unreadable, not UTF-8, empty, or not the file `sha256` names."""
+  full = resolve(path)
+  if not path or not os.path.isfile(full):
+    raise ConfigError(f'{field}: {path!r} is not a file ({full})')
+  opener = OPENERS.get(os.path.splitext(full)[1], open)
+  try:
+    with opener(full, 'rb') as f:
+      raw = f.read()
+  except (OSError, EOFError, lzma.LZMAError) as e:
+    raise ConfigError(f'{field}: {path!r} cannot be read ({e})') from None
+  try:
+    text = raw.decode('utf-8')
+  except UnicodeDecodeError as e:
+    raise ConfigError(f'{field}: {path!r} is not UTF-8 text (byte {e.start}: '
+                      f'{raw[e.start:e.start + 1]!r})') from None
+  if not text:
+    raise ConfigError(f'{field}: {path!r} is empty')
+  if sha256 and hashlib.sha256(raw).hexdigest() != sha256:
+    raise ConfigError(f'task.sha256: {path!r} has sha256 {hashlib.sha256(raw).hexdigest()}, '
+                      f'not {sha256}; is it the corpus the config names?')
+  return text
+
+
+def corpus_task(cfg, tokenizer_path: str | None = None) -> Task:
+  """cfg: path, sha256, tokenizer (kind, ...), train_fraction, block_size,
+  eval_iters, eval_batch_size, classes (name -> character set or tokens),
+  prompts. tokenizer_path: a saved tokenizer.json to use instead of training."""
+  if not 0.0 < cfg.train_fraction < 1.0:
+    raise ConfigError(f'task.train_fraction: {cfg.train_fraction} is not allowed; '
+                      'use a value in (0, 1)')
+  for field in ('block_size', 'eval_iters', 'eval_batch_size'):
+    if cfg[field] < 1:
+      raise ConfigError(f'task.{field}: {cfg[field]} is not allowed; use >= 1')
+  text = read_text(cfg.path, sha256=cfg.get('sha256', ''))
+  cut = int(cfg.train_fraction * len(text))
+  if tokenizer_path and os.path.exists(tokenizer_path):
+    tok = tokenizer_lib.Tokenizer.load(tokenizer_path)
+  else:
+    tok = tokenizer_lib.train(cfg.tokenizer, text[:cut])
+  ids = tok.encode_array(text)
+  cut = int(cfg.train_fraction * len(ids))
+  t = cfg.block_size
+  for name, part in (('train', ids[:cut]), ('val', ids[cut:])):
+    if len(part) < t + 1:
+      raise ConfigError(f'task.path: {cfg.path!r} gives a {name} split of {len(part)} tokens, '
+                        f'shorter than task.block_size + 1 = {t + 1}')
+  names, of_token = token_classes(tok, dict(cfg.classes))
+  sources = {name: Stream(part, of_token, t, cfg.eval_iters, cfg.eval_batch_size)
+             for name, part in (('train', ids[:cut]), ('val', ids[cut:]))}
+  return Task(vocab=tok, train=sources['train'], evals=dict(sources),
+              class_names=names, prompts=tuple(cfg.prompts), expected={})

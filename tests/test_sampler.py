@@ -158,3 +158,22 @@ def test_a_constraint_masks_every_step(temperature, top_k):
     toks, _ = sampler.sample(model, prompts, lengths, 12, jax.random.key(seed), s,
                              constraint=_EvenThenOdd(vocab))
     assert (np.asarray(toks) % 2 == np.arange(12) % 2).all()
+
+
+def test_sampling_stacked_runs_equals_sampling_each_run():
+  """sample_runs (runs vmapped inside each step) == sample of each run."""
+  cfg = importlib.import_module('configs.timmy').get_config('smoke').model
+  models = [model_lib.build(cfg, 11, 12, nnx.Rngs(s)) for s in range(3)]
+  for m in models:
+    nnx.update(m, jax.tree.map(lambda a: a * 30.0, nnx.state(m)))
+  graphdef, _ = nnx.split(models[0])
+  params = jax.tree.map(lambda *xs: jnp.stack(xs), *[nnx.state(m) for m in models])
+  prompts, lengths = _prompts(11, [1, 3, 2])
+  s = sampler.Settings(temperature=0.8, top_k=4).arrays()
+  key = jax.random.key(5)
+  stacked, count = sampler.sample_runs(lambda p: nnx.merge(graphdef, p), params, prompts,
+                                       lengths, 9, key, s, stop_ids=(3,))
+  for r, m in enumerate(models):
+    one, n = sampler.sample(m, prompts, lengths, 9, key, s, stop_ids=(3,))
+    assert (np.asarray(stacked[r]) == np.asarray(one)).all()
+    assert (np.asarray(count[r]) == np.asarray(n)).all()

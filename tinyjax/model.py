@@ -116,22 +116,39 @@ class Attention(nnx.Module):
   def decode(self, x_BxTxD, pos_BxT, cache):
     """Attention of T new tokens at positions pos_BxT over a KV cache.
 
-    cache: {'k', 'v': [B, S, H, K]}; the new keys and values are written at
-    their positions (a position >= S is dropped), and each query attends to
-    the cached positions <= its own. Returns (out_BxTxD, new cache).
+    cache: {'k', 'v': [B, H, S, K]} (heads first: the score and value
+    contractions then need no transpose of the cache); the new keys and values
+    are written at their positions (a position >= S is dropped), and each
+    query attends to the cached positions <= its own. Returns (out_BxTxD, cache).
     """
     b, t, d = x_BxTxD.shape
     q_BxTxHxK, k_BxTxHxK, v_BxTxHxK = self._qkv(x_BxTxD)
-    rows_Bx1 = jnp.arange(b)[:, None]
-    k_BxSxHxK = cache['k'].at[rows_Bx1, pos_BxT].set(k_BxTxHxK, mode='drop')
-    v_BxSxHxK = cache['v'].at[rows_Bx1, pos_BxT].set(v_BxTxHxK, mode='drop')
-    s_BxHxTxS = (jnp.einsum('bthk,bshk->bhts', q_BxTxHxK, k_BxSxHxK)
+    k_BxHxSxK = write_at(cache['k'], pos_BxT, k_BxTxHxK.transpose(0, 2, 1, 3), axis=2)
+    v_BxHxSxK = write_at(cache['v'], pos_BxT, v_BxTxHxK.transpose(0, 2, 1, 3), axis=2)
+    s_BxHxTxS = (jnp.einsum('bthk,bhsk->bhts', q_BxTxHxK, k_BxHxSxK)
                  / math.sqrt(d // self.n_heads))
-    seen_BxTxS = jnp.arange(k_BxSxHxK.shape[1])[None, None, :] <= pos_BxT[:, :, None]
+    seen_BxTxS = jnp.arange(k_BxHxSxK.shape[2])[None, None, :] <= pos_BxT[:, :, None]
     s_BxHxTxS = jnp.where(seen_BxTxS[:, None], s_BxHxTxS, jnp.finfo(s_BxHxTxS.dtype).min)
     p_BxHxTxS = jax.nn.softmax(s_BxHxTxS, axis=-1)
-    out_BxTxHxK = jnp.einsum('bhts,bshk->bthk', p_BxHxTxS, v_BxSxHxK)
-    return self.o(out_BxTxHxK.reshape(b, t, d)), {'k': k_BxSxHxK, 'v': v_BxSxHxK}
+    out_BxTxHxK = jnp.einsum('bhts,bhsk->bthk', p_BxHxTxS, v_BxHxSxK)
+    return self.o(out_BxTxHxK.reshape(b, t, d)), {'k': k_BxHxSxK, 'v': v_BxHxSxK}
+
+
+def write_at(cache, pos_BxT, new, axis: int = 1):
+  """cache with row b's entries at positions pos_BxT[b] along `axis` replaced
+  by new[b] (which has T entries on that axis); positions >= S are dropped.
+  A one-hot select, not a scatter (slow under vmap on XLA:CPU); decoding reads
+  the whole cache anyway."""
+  b, s = cache.shape[0], cache.shape[axis]
+  hit_BxTxS = pos_BxT[:, :, None] == jnp.arange(s)[None, None, :]
+  if pos_BxT.shape[1] == 1:  # one new token a row: a broadcast, no contraction
+    placed = jnp.broadcast_to(new, cache.shape)
+  else:
+    placed = jnp.moveaxis(jnp.einsum('bts,bt...->bs...', hit_BxTxS.astype(new.dtype),
+                                     jnp.moveaxis(new, axis, 1)), 1, axis)
+  shape = [b] + [1] * (cache.ndim - 1)
+  shape[axis] = s
+  return jnp.where(hit_BxTxS.any(1).reshape(shape), placed, cache)
 
 
 class MLP(nnx.Module):
@@ -241,7 +258,7 @@ class Transformer(nnx.Module):
   def init_cache(self, batch: int, size: int):
     """Empty keys and values for `size` positions, per layer."""
     h = self.blocks[0].attn.n_heads
-    z = jnp.zeros((batch, size, h, self.d_model // h), jnp.float32)
+    z = jnp.zeros((batch, h, size, self.d_model // h), jnp.float32)
     return [{'k': z, 'v': z} for _ in self.blocks]
 
   def decode(self, tokens_BxT, pos_B, cache):
@@ -300,7 +317,7 @@ class WindowMLP(nnx.Module):
   def decode(self, tokens_BxT, pos_B, cache):
     b, t = tokens_BxT.shape
     pos_BxT = pos_B[:, None] + jnp.arange(t)[None, :]
-    buf_BxS = cache['tokens'].at[jnp.arange(b)[:, None], pos_BxT].set(tokens_BxT, mode='drop')
+    buf_BxS = write_at(cache['tokens'], pos_BxT, tokens_BxT)
     # Window k of query position p holds token p-context+1+k (zeros before 0).
     src_BxTxC = pos_BxT[:, :, None] - self.context + 1 + jnp.arange(self.context)
     ids_BxTxC = jnp.take_along_axis(buf_BxS[:, None, :], jnp.maximum(src_BxTxC, 0), axis=2)

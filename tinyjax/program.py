@@ -304,8 +304,11 @@ class Program:
     return toks
 
   def _generate(self, params, prompts, n_new, settings, key):
-    return jax.vmap(self._generate_run, in_axes=(0, None, None, None, None))(
-        params, prompts, n_new, settings, key)
+    merge = lambda p: nnx.merge(self.graphdef, p)
+    toks, _ = sampler_lib.sample_runs(merge, params, jnp.asarray(prompts['tokens']),
+                                      prompts['lengths'], n_new, key, settings,
+                                      self.stop_ids, self.window)
+    return toks
 
   def generations(self, params, n_new: int, prompts=None, settings=None,
                   seed: int = 0) -> list[dict[str, str]]:

@@ -72,9 +72,96 @@ def pick(logits_PxV, key, s, allowed_PxV=None):
   return jnp.where(s['temperature'] > 0, sampled_P, greedy_P).astype(jnp.int32)
 
 
+class _Decoder:
+  """The steps of one decoding, for one model; the loops are below."""
+
+  def __init__(self, prompt_PxW, length_P, n_new, key, settings, stop_ids, window,
+               constraint):
+    self.prompt_PxW, self.n_new, self.key, self.settings = prompt_PxW, n_new, key, settings
+    self.length_P = jnp.asarray(length_P, jnp.int32)
+    self.n_p, self.width = prompt_PxW.shape
+    self.total = self.width + n_new
+    self.window = window
+    self.size = min(self.total, window) if window else self.total
+    self.stop = jnp.asarray(stop_ids, jnp.int32) if len(stop_ids) else None
+    self.constraint = constraint
+    # Cached steps while every row's newest token has a position < size; then
+    # (window only) the sliding steps.
+    self.cached_until = self.size - self.width + 1 if window else n_new
+
+  def _choose(self, logits_PxV, j, cst):
+    c = self.constraint
+    allowed = c.allowed(cst) if c is not None else None
+    tok_P = pick(logits_PxV, jax.random.fold_in(self.key, j), self.settings, allowed)
+    return tok_P, (c.update(cst, tok_P) if c is not None else cst)
+
+  def _emit(self, j, carry, logits_PxV):
+    """Chooses and writes token j of every row (a stopped row repeats its stop
+    token). carry: (buf_PxT, done_P, last_P, constraint state, cache)."""
+    buf_PxT, done_P, last_P, cst, cache = carry
+    tok_P, cst = self._choose(logits_PxV, j, cst)
+    tok_P = jnp.where(done_P, last_P, tok_P)
+    buf_PxT = jnp.where(jnp.arange(self.total)[None, :] == (self.length_P + j)[:, None],
+                        tok_P[:, None], buf_PxT)
+    hit_P = jnp.isin(tok_P, self.stop) if self.stop is not None else jnp.zeros_like(done_P)
+    return buf_PxT, done_P | hit_P, tok_P, cst, cache
+
+  def start(self, model):
+    """Prefill the prompts and choose token 0: the carry for step 1."""
+    n_p = self.n_p
+    buf_PxT = jnp.zeros((n_p, self.total), jnp.int32).at[:, :self.width].set(self.prompt_PxW)
+    cache = model.init_cache(n_p, self.size)
+    logits_PxWxV, cache = model.decode(self.prompt_PxW[:, :self.size],
+                                       jnp.zeros((n_p,), jnp.int32), cache)
+    first_PxV = logits_PxWxV[jnp.arange(n_p), self.length_P - 1]
+    cst = self.constraint.init(n_p) if self.constraint is not None else None
+    carry = (buf_PxT, jnp.zeros((n_p,), bool), jnp.zeros((n_p,), jnp.int32), cst, cache)
+    return self._emit(0, carry, first_PxV)
+
+  def cached(self, model, j, carry):
+    """Token j from the token before it, against the cache."""
+    _, _, last_P, _, cache = carry
+    logits_Px1xV, cache = model.decode(last_P[:, None], self.length_P + j - 1, cache)
+    return self._emit(j, (*carry[:4], cache), logits_Px1xV[:, 0])
+
+  def slide(self, model, j, carry):
+    """Token j from the plain forward pass over the last `window` tokens."""
+    buf_PxT, w = carry[0], self.window
+    nxt_P = self.length_P + j  # the position being predicted
+    start_P = jnp.maximum(nxt_P - w, 0)
+    win_PxS = jax.vmap(lambda b, s0: jax.lax.dynamic_slice(b, (s0,), (w,)))(
+        jnp.pad(buf_PxT, ((0, 0), (0, w))), start_P)
+    logits_PxSxV, _ = model(win_PxS)
+    return self._emit(j, carry, logits_PxSxV[jnp.arange(self.n_p), nxt_P - 1 - start_P])
+
+  def result(self, j, carry):
+    """(tokens_PxN, count_P) after j steps; rows cut short by the early exit
+    are filled with their last token."""
+    buf_PxT, _, last_P, _, _ = carry
+    idx_N = jnp.arange(self.n_new)
+    new_PxN = jnp.take_along_axis(buf_PxT, self.length_P[:, None] + idx_N[None, :], 1)
+    new_PxN = jnp.where(idx_N[None, :] < j, new_PxN, last_P[:, None])
+    if self.stop is None:
+      return new_PxN, jnp.full((self.n_p,), j, jnp.int32)
+    hit_PxN = jnp.isin(new_PxN, self.stop) & (idx_N[None, :] < j)
+    return new_PxN, jnp.where(hit_PxN.any(-1), hit_PxN.argmax(-1) + 1, j).astype(jnp.int32)
+
+
+def _loops(dec, step, carry, all_done):
+  """Step 1.. while not every row is done: cached steps, then sliding ones."""
+  def run(kind, until, j, carry):
+    return jax.lax.while_loop(
+        lambda c: (c[0] < until) & ~all_done(c[1]),
+        lambda c: (c[0] + 1, step(kind, c[0], c[1])), (j, carry))
+  j, carry = run('cached', min(dec.cached_until, dec.n_new), jnp.int32(1), carry)
+  if dec.window:
+    j, carry = run('slide', dec.n_new, j, carry)
+  return j, carry
+
+
 def sample(model, prompt_PxW, length_P, n_new: int, key, settings,
            stop_ids=(), window: int = 0, constraint=None):
-  """New tokens after each prompt, for one model (traceable; vmap over runs).
+  """New tokens after each prompt, for one model (traceable).
 
   Args:
     model: an NNX model with init_cache / decode / __call__.
@@ -88,73 +175,25 @@ def sample(model, prompt_PxW, length_P, n_new: int, key, settings,
     tokens_PxN (int32) and count_P: the new tokens of each row up to and
     including its stop token.
   """
-  n_p, width = prompt_PxW.shape
-  length_P = jnp.asarray(length_P, jnp.int32)
-  total = width + n_new
-  size = min(total, window) if window else total
-  stop = jnp.asarray(stop_ids, jnp.int32) if len(stop_ids) else None
-  rows = jnp.arange(n_p)
-  cst = constraint.init(n_p) if constraint is not None else None
+  dec = _Decoder(prompt_PxW, length_P, n_new, key, settings, stop_ids, window, constraint)
+  step = lambda kind, j, carry: getattr(dec, kind)(model, j, carry)
+  j, carry = _loops(dec, step, dec.start(model), lambda c: c[1].all())
+  return dec.result(j, carry)
 
-  def choose(logits_PxV, j, cst):
-    allowed = constraint.allowed(cst) if constraint is not None else None
-    tok_P = pick(logits_PxV, jax.random.fold_in(key, j), settings, allowed)
-    if constraint is not None:
-      cst = constraint.update(cst, tok_P)
-    return tok_P, cst
 
-  def emit(carry, tok_P):
-    """Writes token j of every row (its stop token again once it has stopped)."""
-    j, buf_PxT, done_P, last_P, cst, cache = carry
-    tok_P = jnp.where(done_P, last_P, tok_P)
-    buf_PxT = buf_PxT.at[rows, length_P + j].set(tok_P)
-    hit_P = jnp.isin(tok_P, stop) if stop is not None else jnp.zeros((n_p,), bool)
-    return j + 1, buf_PxT, done_P | hit_P, tok_P, cst, cache
+def sample_runs(merge, params, prompt_PxW, length_P, n_new: int, key, settings,
+                stop_ids=(), window: int = 0, constraint=None):
+  """`sample` for every run of stacked params (leading runs axis; merge(p)
+  builds one run's model), the same prompts and key for every run.
 
-  buf_PxT = jnp.zeros((n_p, total), jnp.int32).at[:, :width].set(prompt_PxW)
-  cache = model.init_cache(n_p, size)
-  logits_PxWxV, cache = model.decode(prompt_PxW[:, :size], jnp.zeros((n_p,), jnp.int32), cache)
-  first_PxV = logits_PxWxV[rows, length_P - 1]
-  tok_P, cst = choose(first_PxV, 0, cst)
-  done0 = jnp.zeros((n_p,), bool)
-  carry = emit((jnp.int32(0), buf_PxT, done0, tok_P, cst, cache), tok_P)
-
-  def going(c):
-    return (c[0] < n_new) & ~c[2].all()
-
-  # Cached steps while every row's newest token still has a position < size.
-  cached_until = size - width if window else n_new
-
-  def cached_step(c):
-    j, buf_PxT, done_P, last_P, cst, cache = c
-    logits_Px1xV, cache = model.decode(last_P[:, None], length_P + j - 1, cache)
-    tok_P, cst = choose(logits_Px1xV[:, 0], j, cst)
-    return emit((j, buf_PxT, done_P, last_P, cst, cache), tok_P)
-
-  carry = jax.lax.while_loop(lambda c: going(c) & (c[0] < cached_until), cached_step, carry)
-
-  if window:
-    def slide_step(c):
-      j, buf_PxT, done_P, last_P, cst, cache = c
-      nxt_P = length_P + j  # the position being predicted
-      start_P = jnp.maximum(nxt_P - window, 0)
-      win_PxS = jax.vmap(lambda b, s0: jax.lax.dynamic_slice(b, (s0,), (window,)))(
-          jnp.pad(buf_PxT, ((0, 0), (0, window))), start_P)
-      logits_PxSxV, _ = model(win_PxS)
-      tok_P, cst = choose(logits_PxSxV[rows, nxt_P - 1 - start_P], j, cst)
-      return emit((j, buf_PxT, done_P, last_P, cst, cache), tok_P)
-
-    carry = jax.lax.while_loop(going, slide_step, carry)
-
-  j, buf_PxT, done_P, _, _, _ = carry
-  new_PxN = jnp.take_along_axis(buf_PxT, length_P[:, None] + jnp.arange(n_new)[None, :], 1)
-  # Rows cut short by the early exit: fill with their last token.
-  idx_N = jnp.arange(n_new)
-  last_P = jnp.take_along_axis(new_PxN, jnp.maximum(j - 1, 0)[None, None].repeat(n_p, 0), 1)
-  new_PxN = jnp.where(idx_N[None, :] < j, new_PxN, last_P)
-  if stop is not None:
-    hit_PxN = jnp.isin(new_PxN, stop) & (idx_N[None, :] < j)
-    first_P = jnp.where(hit_PxN.any(-1), hit_PxN.argmax(-1) + 1, j)
-  else:
-    first_P = jnp.full((n_p,), j)
-  return new_PxN, first_P.astype(jnp.int32)
+  The runs are vmapped inside each step, not around the loop: the loop's
+  counter and exit test stay scalars (it stops when every row of every run
+  is done), so no step pays vmap's per-run select of the whole carry.
+  Returns tokens_RxPxN and count_RxP.
+  """
+  dec = _Decoder(prompt_PxW, length_P, n_new, key, settings, stop_ids, window, constraint)
+  carry = jax.vmap(lambda p: dec.start(merge(p)))(params)
+  step = lambda kind, j, carry: jax.vmap(
+      lambda p, c: getattr(dec, kind)(merge(p), j, c))(params, carry)
+  j, carry = _loops(dec, step, carry, lambda c: c[1].all())
+  return jax.vmap(lambda c: dec.result(j, c))(carry)

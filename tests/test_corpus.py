@@ -168,13 +168,16 @@ def test_resuming_a_corpus_run_is_bitwise_exact(smoke_run, tmp_path, capsys):
 
 
 def test_generate_samples_reproducibly_and_refuses_an_unknown_character(smoke_run):
+  from tinyjax import generate, sampler
   w, _ = smoke_run
-  args = ['-m', 'tinyjax.generate', '--workdir', w, '--prompt', 'ROMEO:',
-          '--temperature', '1', '--top_k', '5', '--max_new_tokens', '30']
-  a, b = run_cli(*args, '--seed', '3'), run_cli(*args, '--seed', '3')
-  c = run_cli(*args, '--seed', '4')
-  assert a.returncode == 0 and a.stdout == b.stdout and a.stdout != c.stdout
-  assert len(a.stdout.rstrip('\n')) == 30
+  hot = sampler.Settings(temperature=1.0, top_k=5)
+  gen = lambda seed: generate.generate(w, ['ROMEO:'], max_new_tokens=30, settings=hot,
+                                       seed=seed)['ROMEO:']
+  a, b, c = gen(3), gen(3), gen(4)
+  assert a == b and a != c and len(a) == 30
+  ok = run_cli('-m', 'tinyjax.generate', '--workdir', w, '--prompt', 'ROMEO:',
+               '--temperature', '1', '--top_k', '5', '--max_new_tokens', '30', '--seed', '3')
+  assert ok.returncode == 0 and ok.stdout.rstrip('\n') == a
   bad = run_cli('-m', 'tinyjax.generate', '--workdir', w, '--prompt', 'ROMEO ~')
   assert bad.returncode == 2 and bad.stderr.count('\n') == 1 and "'~'" in bad.stderr
 
@@ -215,3 +218,72 @@ def test_the_page_loads_nothing_from_the_network():
   html = open(peek.PAGE).read()
   assert 'http://' not in html and 'https://' not in html
   assert '<script src="trajectory.js">' in html
+
+
+def test_a_model_laid_out_unlike_tiny_llm_exports_what_applies(timmy, tmp_path):
+  with timmy.unlocked():
+    timmy.train.update(steps=20, chunk_steps=10)
+    timmy.checkpoint.update(every=10, log_spaced=False)
+  w, out = str(tmp_path / 'w'), str(tmp_path / 'peek')
+  train.train_and_evaluate(timmy, w, progress=False)
+  with pytest.raises(ConfigError, match='--probe'):
+    peek.export(w, out)  # 'ROMEO: To be' is not Timmy's vocabulary
+  peek.export(w, out, probe='red red red', predict='blue blue')
+  assert peek.validate(out) == []
+  meta = json.load(open(os.path.join(out, 'meta.json')))
+  assert meta['n_params'] == 6560 and not os.path.exists(os.path.join(out, 'pos_emb.json'))
+  assert any('pos_emb' in m for m in meta['not_exported'])
+  att = json.load(open(os.path.join(out, 'attention.json')))
+  assert att['tokens'] == ['red', ' ', 'red', ' ', 'red']
+
+
+def test_a_separate_validation_file_and_its_errors(tmp_path):
+  (tmp_path / 'train.txt').write_text('the cat sat on the mat .\n' * 50)
+  (tmp_path / 'val.txt').write_text('the dog sat on the log .\n' * 10)
+  from configs import pillmish
+  c = pillmish.get_config('smoke')
+  with c.unlocked():
+    c.task.update(path=str(tmp_path / 'train.txt'), sha256='',
+                  val_path=str(tmp_path / 'val.txt'), val_sha256='', block_size=8)
+  task = train.build_task(c)
+  assert len(task.train.tokens_N) == 7 * 50  # the whole training file
+  val = task.vocab.decode(task.evals['val'].tokens_N[:7])
+  assert val == 'the [UNK] sat on the [UNK] .'  # 'dog' and 'log' never trained
+  with c.unlocked():
+    c.task.val_path = str(tmp_path / 'missing.txt')
+  with pytest.raises(ConfigError, match='task.val_path'):
+    train.build_task(c)
+
+
+def test_dropout_is_keyed_and_only_in_training():
+  from flax import nnx
+  from tinyjax import model as model_lib
+  from configs import pillmish
+  cfg = pillmish.get_config('smoke').model
+  with cfg.unlocked():
+    cfg.dropout = 0.5
+  m = model_lib.build(cfg, 20, 8, nnx.Rngs(0))
+  x = jax.numpy.arange(16).reshape(2, 8) % 20
+  plain = np.asarray(m(x)[0])
+  assert (np.asarray(m(x)[0]) == plain).all()  # no key: deterministic
+  k1, k2 = jax.random.key(1), jax.random.key(2)
+  a, b = np.asarray(m(x, dropout_key=k1)[0]), np.asarray(m(x, dropout_key=k1)[0])
+  assert (a == b).all() and (a != plain).any()
+  assert (np.asarray(m(x, dropout_key=k2)[0]) != a).any()
+
+
+def test_pilish_generation_from_a_word_level_workdir(tmp_path):
+  from configs import pillmish
+  from tinyjax import generate, pilish
+  w = str(tmp_path / 'w')
+  train.train_and_evaluate(pillmish.get_config('smoke'), w, progress=False)
+  check = pilish.Pilish(tokenizer_lib.Tokenizer.load(os.path.join(w, 'tokenizer.json')).tokens, 12)
+  for beam, seed, t in ((0, 0, 0.0), (0, 1, 1.0), (3, 0, 0.0)):
+    from tinyjax import sampler
+    out = generate.generate(w, ['once upon a time'], max_new_tokens=12, seed=seed,
+                            settings=sampler.Settings(temperature=t), constraint='pilish',
+                            beam=beam)['once upon a time']
+    assert len(out.split()) == 12 and check.satisfied(out), out
+  bad = run_cli('-m', 'tinyjax.generate', '--workdir', w, '--prompt', 'once', '--constraint',
+                'haiku')
+  assert bad.returncode == 2 and '--constraint' in bad.stderr and bad.stderr.count('\n') == 1

@@ -90,7 +90,9 @@ def bench_compile(runs: int) -> dict:
   timed('evaluate', prog.evaluate, state, hp, data, 0)
   enc = prog.encode_prompts(prog.task.prompts)
   n_new = prog.max_new_tokens(group.config.eval.max_new_tokens, int(enc['lengths'].max()))
-  timed('generate', prog.generate, state['params'], enc, n_new)
+  import jax
+  timed('generate', prog.generate, state['params'], enc, n_new, prog.settings.arrays(),
+        jax.random.key(0))
   out['total'] = round(sum(out.values()), 2)
   return out
 

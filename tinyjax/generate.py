@@ -4,6 +4,10 @@ The continuation of each prompt from a trained workdir's newest checkpoint (or
 --step), until EOS or --max_new_tokens (default: the config's
 eval.max_new_tokens; Timmy 100, tiny-llm 160). Greedy by default; sampling
 with --temperature > 0, --top_k, --top_p and --seed (same seed, same text).
+--constraint pilish forces the n-th new word to have as many letters as pi's
+n-th digit (Pillmish; a word-level vocabulary); --beam K searches K
+hypotheses for the continuation the model finds most likely (under the
+constraint, if any) instead of sampling.
 """
 
 from absl import app
@@ -21,15 +25,18 @@ flags.DEFINE_float('temperature', 0.0, '0 = greedy; else sample at this temperat
 flags.DEFINE_integer('top_k', 0, 'Sample among the k most likely tokens (0 = all).')
 flags.DEFINE_float('top_p', 1.0, 'Sample within the top-p probability mass (1 = all).')
 flags.DEFINE_integer('seed', 0, 'PRNG seed of the sampling.')
+flags.DEFINE_string('constraint', None, 'Constrained decoding: pilish (or none).')
+flags.DEFINE_integer('beam', 0, 'Beam search with this many hypotheses (0 = sample).')
+CONSTRAINTS = ('pilish',)
 flags.mark_flags_as_required(['workdir', 'prompt'])
 FLAGS = flags.FLAGS
 
 
 def generate(workdir: str, prompts, run: str | None = None, step: int | None = None,
-             max_new_tokens: int | None = None, settings=None, seed: int = 0
-             ) -> dict[str, str]:
+             max_new_tokens: int | None = None, settings=None, seed: int = 0,
+             constraint: str | None = None, beam: int = 0) -> dict[str, str]:
   """{prompt: completion} of one run of a workdir (settings: a sampler.Settings,
-  default greedy)."""
+  default greedy; constraint: None or 'pilish'; beam > 0: beam search)."""
   from tinyjax import sampler
   from tinyjax.tasks import ConfigError
   from tinyjax import restore
@@ -40,7 +47,12 @@ def generate(workdir: str, prompts, run: str | None = None, step: int | None = N
     raise ConfigError(f'--prompt: {e}') from None
   _, params = restore.load_params(workdir, prog, group, index, step)
   n_new = max_new_tokens or group.config.eval.max_new_tokens
-  return prog.generations(params, n_new, prompts, settings or sampler.GREEDY, seed)[0]
+  hook = None
+  if constraint == 'pilish':
+    from tinyjax import pilish
+    hook = pilish.Pilish(prog.task.vocab.tokens, n_new)
+  return prog.generations(params, n_new, prompts, settings or sampler.GREEDY, seed,
+                          hook, beam)[0]
 
 
 def main(argv):
@@ -53,11 +65,17 @@ def main(argv):
       raise ConfigError(f'--temperature {FLAGS.temperature} / --top_k {FLAGS.top_k} / '
                         f'--top_p {FLAGS.top_p}: use temperature >= 0, top_k >= 0, '
                         '0 < top_p <= 1')
+    if FLAGS.constraint not in (None, 'none', *CONSTRAINTS):
+      raise ConfigError(f'--constraint: {FLAGS.constraint!r} is not a known constraint; '
+                        f'choose one of {list(CONSTRAINTS)}')
+    if FLAGS.beam < 0:
+      raise ConfigError(f'--beam: {FLAGS.beam} is not allowed; use 0 (sample) or K >= 1')
     if FLAGS.max_new_tokens is not None and FLAGS.max_new_tokens < 1:
       raise ConfigError(f'--max_new_tokens: {FLAGS.max_new_tokens} is not allowed; use >= 1')
     settings = sampler.Settings(FLAGS.temperature, FLAGS.top_k, FLAGS.top_p)
     out = generate(FLAGS.workdir, FLAGS.prompt, FLAGS.run, FLAGS.step, FLAGS.max_new_tokens,
-                   settings, FLAGS.seed)
+                   settings, FLAGS.seed, None if FLAGS.constraint == 'none' else FLAGS.constraint,
+                   FLAGS.beam)
   except ConfigError as e:
     cli.fail(str(e))
   for prompt, text in out.items():

@@ -82,6 +82,26 @@ def _embed_init(cfg):
   return nnx.initializers.normal(std)
 
 
+class Dropout:
+  """Inverted dropout at `rate` with a fresh key per call site, folded from
+  `key` (the run's key for this step: vmapped seeds differ, resume is exact).
+  Off when key is None (evaluation, generation) or rate is 0."""
+
+  def __init__(self, rate: float, key=None):
+    self.rate, self.key, self.site = rate, key, 0
+
+  def __call__(self, x):
+    if self.key is None or not self.rate:
+      return x
+    self.site += 1
+    keep = jax.random.bernoulli(jax.random.fold_in(self.key, self.site), 1.0 - self.rate,
+                                x.shape)
+    return jnp.where(keep, x / (1.0 - self.rate), 0.0)
+
+
+OFF = Dropout(0.0)
+
+
 class Attention(nnx.Module):
   """Causal multi-head self-attention; heads are column slices of Q/K/V."""
 
@@ -98,7 +118,7 @@ class Attention(nnx.Module):
     split = lambda y: y.reshape(b, t, self.n_heads, d // self.n_heads)
     return tuple(split(f(x_BxTxD)) for f in (self.q, self.k, self.v))
 
-  def __call__(self, x_BxTxD, probs=False):
+  def __call__(self, x_BxTxD, probs=False, drop=OFF):
     """(out_BxTxD, entropy_BxHxT), plus the weights p_BxHxTxT if probs."""
     b, t, d = x_BxTxD.shape
     h = self.n_heads
@@ -107,10 +127,10 @@ class Attention(nnx.Module):
     causal_TxT = jnp.tril(jnp.ones((t, t), bool))
     s_BxHxTxT = jnp.where(causal_TxT, s_BxHxTxT, jnp.finfo(s_BxHxTxT.dtype).min)
     p_BxHxTxT = jax.nn.softmax(s_BxHxTxT, axis=-1)
-    out_BxTxHxK = jnp.einsum('bhts,bshk->bthk', p_BxHxTxT, v_BxTxHxK)
+    out_BxTxHxK = jnp.einsum('bhts,bshk->bthk', drop(p_BxHxTxT), v_BxTxHxK)
     p = jax.lax.stop_gradient(p_BxHxTxT)
     entropy_BxHxT = -jnp.sum(jnp.where(causal_TxT, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0), -1)
-    out_BxTxD = self.o(out_BxTxHxK.reshape(b, t, d))
+    out_BxTxD = drop(self.o(out_BxTxHxK.reshape(b, t, d)))
     return (out_BxTxD, entropy_BxHxT, p) if probs else (out_BxTxD, entropy_BxHxT)
 
   def decode(self, x_BxTxD, pos_BxT, cache):
@@ -171,13 +191,13 @@ class Block(nnx.Module):
     self.norm2 = Norm(cfg.norm, cfg.d_model, cfg.norm_eps, rngs=rngs)
     self.mlp = MLP(cfg, rngs=rngs) if cfg.d_mlp > 0 else None
 
-  def __call__(self, x_BxTxD, probs=False):
-    a_BxTxD, *stats = self.attn(self.norm1(x_BxTxD), probs)
-    return self._mlp(x_BxTxD + a_BxTxD), *stats
+  def __call__(self, x_BxTxD, probs=False, drop=OFF):
+    a_BxTxD, *stats = self.attn(self.norm1(x_BxTxD), probs, drop)
+    return self._mlp(x_BxTxD + a_BxTxD, drop), *stats
 
-  def _mlp(self, x_BxTxD):
+  def _mlp(self, x_BxTxD, drop=OFF):
     if self.mlp is not None:
-      x_BxTxD = x_BxTxD + self.mlp(self.norm2(x_BxTxD))
+      x_BxTxD = x_BxTxD + drop(self.mlp(self.norm2(x_BxTxD)))
     return x_BxTxD
 
   def decode(self, x_BxTxD, pos_BxT, cache):
@@ -192,7 +212,7 @@ class Transformer(nnx.Module):
   positions ('sinusoidal' | 'learned' | 'none'), embed_scale (x sqrt(d_model)),
   norm ('standardize' | 'layernorm' | 'rmsnorm' | 'none'), norm_eps,
   final_norm, attn_bias, attn_out_bias (optional; absent = attn_bias), mlp_bias,
-  unembed_bias, tie_embeddings, init ('normal': N(0, init_std) matrices and
+  unembed_bias, tie_embeddings, dropout (optional; 0 = off), init ('normal': N(0, init_std) matrices and
   embeddings, zero biases; 'torch': PyTorch's defaults, N(0, 1) embeddings and
   U(+-1/sqrt(fan_in)) Linear weights and biases), init_std, unembed_init_std
   (optional; 0 or absent = init_std).
@@ -206,6 +226,7 @@ class Transformer(nnx.Module):
     self.d_model, self.positions = d, cfg.positions
     self.embed_scale, self.tie_embeddings = cfg.embed_scale, cfg.tie_embeddings
     self.max_len = max_len
+    self.dropout = cfg.get('dropout', 0.0)
     self.embed = nnx.Embed(vocab_size, d, rngs=rngs, embedding_init=_embed_init(cfg))
     if cfg.positions == 'learned':
       self.pos_embed = nnx.Param(_embed_init(cfg)(rngs.params(), (max_len, d)))
@@ -239,13 +260,16 @@ class Transformer(nnx.Module):
     return (self.embed.attend(x_BxTxD) if self.tie_embeddings
             else self.unembed(x_BxTxD))
 
-  def __call__(self, tokens_BxT, inspect=False):
+  def __call__(self, tokens_BxT, inspect=False, dropout_key=None):
     """inspect=True adds to aux the attention weights 'attn_LxBxHxTxT' and the
-    final-normed hidden state 'hidden_BxTxD' (what the unembedding reads)."""
-    x_BxTxD = self._embed(tokens_BxT)
+    final-normed hidden state 'hidden_BxTxD' (what the unembedding reads).
+    dropout_key: training only, with model.dropout > 0 (GPT-2's sites: the
+    embeddings, the attention weights, each residual branch's output)."""
+    drop = Dropout(self.dropout, dropout_key)
+    x_BxTxD = drop(self._embed(tokens_BxT))
     entropies, weights = [], []
     for block in self.blocks:
-      x_BxTxD, entropy_BxHxT, *p = block(x_BxTxD, inspect)
+      x_BxTxD, entropy_BxHxT, *p = block(x_BxTxD, inspect, drop)
       entropies.append(entropy_BxHxT)
       weights += p
     aux = {'attn_entropy_LxBxHxT': jnp.stack(entropies)}

@@ -129,8 +129,12 @@ class Program:
     key = jax.random.fold_in(jax.random.key(hp['seed']), 1)
     return self.task.train.batch(data, key, step, self.config.train.batch_size)
 
-  def _forward(self, params, batch):
-    logits, aux = nnx.merge(self.graphdef, params)(batch['x_NxT'])
+  def _forward(self, params, batch, dropout_key=None):
+    model = nnx.merge(self.graphdef, params)
+    if self.config.model.get('dropout', 0.0):
+      logits, aux = model(batch['x_NxT'], dropout_key=dropout_key)
+    else:
+      logits, aux = model(batch['x_NxT'])
     ce = loss_lib.token_ce(logits, batch['y_NxT'])
     mask = batch['mask_NxT']
     return (ce * mask).sum() / jnp.maximum(mask.sum(), 1.0), (logits, aux)
@@ -143,8 +147,9 @@ class Program:
     the rest (e.g. attention entropy, norms) from the compiled step.
     """
     batch = self._batch(data['train'], hp, step)
+    dropout_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(hp['seed']), 3), step)
     (loss, (logits, aux)), grads = jax.value_and_grad(self._forward, has_aux=True)(
-        state['params'], batch)
+        state['params'], batch, dropout_key)
     m = loss_lib.lm_metrics(logits, batch, self.task.class_names, aux)
     m['loss'] = loss
     m['grad_norm'] = loss_lib.global_norm(grads)
@@ -311,18 +316,40 @@ class Program:
     return toks
 
   def generations(self, params, n_new: int, prompts=None, settings=None,
-                  seed: int = 0) -> list[dict[str, str]]:
+                  seed: int = 0, constraint=None, beam: int = 0) -> list[dict[str, str]]:
     """Host helper: {prompt: completion text} for every run in params, with
-    eval's sampler settings unless `settings` (a sampler.Settings) is given."""
+    eval's sampler settings unless `settings` (a sampler.Settings) is given;
+    optionally under a constraint (a logits-mask hook, e.g. pilish.Pilish) and
+    by beam search (beam > 0) instead of sampling."""
     prompts = tuple(self.task.prompts if prompts is None else prompts)
     if not prompts:
       return [{} for _ in range(jax.tree.leaves(params)[0].shape[0])]
     enc = self.encode_prompts(prompts)
     n_new = self.max_new_tokens(n_new, int(enc['lengths'].max()))
     settings = (settings or self.settings).arrays()
-    toks = np.asarray(self.generate(params, enc, n_new, settings, jax.random.key(seed)))
+    key = jax.random.key(seed)
+    if constraint is None and not beam:
+      toks = self.generate(params, enc, n_new, settings, key)
+    else:
+      toks = jax.jit(self._decode_with, static_argnums=(2, 5, 6))(
+          params, enc, n_new, settings, key, constraint, beam)
+    toks = np.asarray(toks)
     return [{p: self.task.vocab.decode(toks[r, i]) for i, p in enumerate(prompts)}
             for r in range(toks.shape[0])]
+
+  def _decode_with(self, params, prompts, n_new, settings, key, constraint, beam):
+    """Constrained sampling, or beam search per run and prompt. [R, P, n_new]."""
+    merge = lambda p: nnx.merge(self.graphdef, p)
+    tokens, lengths = jnp.asarray(prompts['tokens']), jnp.asarray(prompts['lengths'])
+    if not beam:
+      return sampler_lib.sample_runs(merge, params, tokens, lengths, n_new, key, settings,
+                                     self.stop_ids, self.window, constraint)[0]
+
+    def run(p):
+      model = merge(p)
+      return jax.vmap(lambda t, n: sampler_lib.beam_search(
+          model, t, n, n_new, beam, constraint, self.context, self.stop_ids)[0])(tokens, lengths)
+    return jax.vmap(run)(params)
 
   def warm_up_final(self, state, hp, data):
     """Compiles (and runs once, cheaply) the end-of-run evaluation."""

@@ -197,3 +197,96 @@ def sample_runs(merge, params, prompt_PxW, length_P, n_new: int, key, settings,
       lambda p, c: getattr(dec, kind)(merge(p), j, c))(params, carry)
   j, carry = _loops(dec, step, carry, lambda c: c[1].all())
   return jax.vmap(lambda c: dec.result(j, c))(carry)
+
+
+def beam_search(model, prompt_W, length, n_new: int, beam: int, constraint=None,
+                window: int = 0, stop_ids=()):
+  """The most likely n_new tokens after ONE prompt, by beam search (traceable).
+
+  Keeps `beam` hypotheses; every step extends each by every allowed token
+  (constraint mask, as in `sample`) and keeps the `beam` best. A hypothesis'
+  score is the sum of the model's UNconstrained log-probabilities
+  log_softmax(logits) of its tokens, so the search maximises the likelihood the
+  free model gives the constrained text (the mask only removes candidates, it
+  does not renormalise). Decoding is KV-cached: one prefill of the prompt, whose
+  cache is copied to every hypothesis, then one `model.decode` step per token
+  for all hypotheses at once, the cache rows reordered by parent each step.
+  beam=1 is constrained greedy decoding.
+
+  Args:
+    model: an NNX model with init_cache / decode.
+    prompt_W: the prompt tokens (1-D, may be right-padded); length: its length
+      (>= 1; may be traced).
+    n_new: tokens to generate (static); beam: hypotheses kept (static, >= 1).
+    constraint: optional logits-mask hook (see the module docstring); its state
+      is reordered with the hypotheses.
+    window: a learned-position model's context. There is no sliding here: a
+      search that would pass the window (length + n_new > window, judged with
+      the padded width W when length is traced) raises ValueError.
+    stop_ids: tokens that end a hypothesis; a finished one repeats its stop
+      token at no cost (no length normalisation, so short endings are favoured).
+  Returns:
+    tokens_N (int32) of the best hypothesis and its total log-probability
+    (-inf only if the constraint allowed no token at some step).
+  """
+  prompt_W = jnp.asarray(prompt_W, jnp.int32)
+  width, k = prompt_W.shape[0], int(beam)
+  if k < 1:
+    raise ValueError(f'beam_search: beam={beam}; use >= 1')
+  try:
+    longest = int(length) + n_new
+  except TypeError:  # a traced length: bound it by the padded width
+    longest = width + n_new
+  if window and longest > window:
+    raise ValueError(f'beam_search: the prompt ({longest - n_new} tokens) plus n_new='
+                     f'{n_new} passes the model\'s window of {window} positions; '
+                     'beam search does not slide')
+  size = min(width + n_new, window) if window else width + n_new
+  length = jnp.asarray(length, jnp.int32)
+  stop = jnp.asarray(stop_ids, jnp.int32) if len(stop_ids) else None
+  neg_inf = jnp.float32(-jnp.inf)
+
+  cache = model.init_cache(1, size)
+  logits_1xWxV, cache = model.decode(prompt_W[None, :size], jnp.zeros((1,), jnp.int32), cache)
+  first_V = logits_1xWxV[0, length - 1]
+  v = first_V.shape[-1]
+  cache = jax.tree.map(lambda c: jnp.repeat(c, k, axis=0), cache)
+  cst = constraint.init(k) if constraint is not None else None
+
+  def choose(j, logits_KxV, carry):
+    """Token j of every hypothesis: the `beam` best (parent, token) pairs."""
+    buf_KxN, score_K, done_K, last_K, cst, cache = carry
+    logp_KxV = jax.nn.log_softmax(logits_KxV.astype(jnp.float32), -1)
+    if constraint is not None:
+      logp_KxV = jnp.where(constraint.allowed(cst), logp_KxV, neg_inf)
+    # A finished hypothesis continues only with its stop token, at no cost.
+    logp_KxV = jnp.where(done_K[:, None],
+                         jnp.where(jnp.arange(v)[None, :] == last_K[:, None], 0.0, neg_inf),
+                         logp_KxV)
+    score_K, flat_K = jax.lax.top_k((score_K[:, None] + logp_KxV).reshape(-1), k)
+    parent_K, tok_K = flat_K // v, (flat_K % v).astype(jnp.int32)
+    take = lambda c: c[parent_K]
+    buf_KxN = take(buf_KxN).at[:, j].set(tok_K)
+    done_K = take(done_K)
+    if stop is not None:
+      done_K = done_K | jnp.isin(tok_K, stop)
+    if constraint is not None:
+      cst = constraint.update(jax.tree.map(take, cst), tok_K)
+    return buf_KxN, score_K, done_K, tok_K, cst, jax.tree.map(take, cache)
+
+  # Only hypothesis 0 is live at first: the others would duplicate it.
+  score_K = jnp.full((k,), neg_inf).at[0].set(0.0)
+  carry = (jnp.zeros((k, n_new), jnp.int32), score_K, jnp.zeros((k,), bool),
+           jnp.zeros((k,), jnp.int32), cst, cache)
+  carry = choose(0, jnp.broadcast_to(first_V, (k, v)), carry)
+
+  def step(j, carry):
+    """Token j from token j-1 (at position length + j - 1), against the cache."""
+    last_K, cache = carry[3], carry[5]
+    logits_Kx1xV, cache = model.decode(last_K[:, None], jnp.full((k,), length + j - 1),
+                                       cache)
+    return choose(j, logits_Kx1xV[:, 0], (*carry[:5], cache))
+
+  buf_KxN, score_K, *_ = jax.lax.fori_loop(1, n_new, step, carry)
+  best = score_K.argmax()
+  return buf_KxN[best], score_K[best]

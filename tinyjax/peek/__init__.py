@@ -83,16 +83,16 @@ def torch_params(p, cfg) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
         out.append((f'{pre}.{torch_name}.weight', blk['mlp'][ours]['kernel'].T))
         if 'bias' in blk['mlp'][ours]:
           out.append((f'{pre}.{torch_name}.bias', blk['mlp'][ours]['bias']))
-    norm(f'{pre}.ln1', blk['norm1'])
-    norm(f'{pre}.ln2', blk['norm2'])
-  norm('ln_f', p['final_norm'])
+    norm(f'{pre}.ln1', blk.get('norm1', {}))
+    norm(f'{pre}.ln2', blk.get('norm2', {}))
+  norm('ln_f', p.get('final_norm', {}))
   if 'unembed' in p:
     out.append(('lm_head.weight', p['unembed']['kernel'].T))
     if 'bias' in p['unembed']:
       out.append(('lm_head.bias', p['unembed']['bias']))
   else:
     missing.append('lm_head (tied to tok_emb: lm_head.json holds tok_emb and zero bias)')
-  if 'ln' not in p['blocks'][sorted(p['blocks'])[0]]['norm1']:
+  if 'ln' not in p['blocks'][sorted(p['blocks'])[0]].get('norm1', {}):
     missing.append(f'ln1/ln2/ln_f parameters ({cfg.norm} norm has none)')
   return [(n, np.asarray(a)) for n, a in out], missing
 
@@ -111,17 +111,17 @@ def _blocks_json(p, cfg):
     blk = p['blocks'][i]
     a = blk['attn']
     heads = [{n: _r(a[n]['kernel'][:, j * k:(j + 1) * k].T) for n in 'qkv'} for j in range(h)]
-    entry = {'ln1': ln(blk['norm1']), 'heads': heads,
+    entry = {'ln1': ln(blk.get('norm1', {})), 'heads': heads,
              'proj': {'weight': _r(a['o']['kernel'].T),
                       'bias': _r(a['o'].get('bias', np.zeros(cfg.d_model)))},
-             'ln2': ln(blk['norm2'])}
+             'ln2': ln(blk.get('norm2', {}))}
     if 'mlp' in blk:
       m = blk['mlp']
       entry['mlp'] = {'fc1': _r(m['up']['kernel'].T), 'b1': _r(m['up'].get('bias', np.zeros(cfg.d_mlp))),
                       'fc2': _r(m['down']['kernel'].T),
                       'b2': _r(m['down'].get('bias', np.zeros(cfg.d_model)))}
     blocks.append(entry)
-  return {'final_ln': ln(p['final_norm']), 'blocks': blocks}
+  return {'final_ln': ln(p.get('final_norm', {})), 'blocks': blocks}
 
 
 class _Inspector:

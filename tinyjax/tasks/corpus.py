@@ -4,7 +4,9 @@ The corpus is read once (plain text, or .xz / .gz / .bz2), its first
 `train_fraction` of characters trains the tokenizer (char, word or bpe; see
 tinyjax.tasks.tokenizer), and the whole text is encoded once into a stream that
 is cut at the same fraction of its tokens: train = the first part, val = the
-rest (tiny-llm / nanoGPT: 90% / 10%). Both live on the device; each training
+rest (tiny-llm / nanoGPT: 90% / 10%); or, with `val_path`, train on the whole
+file and validate on another (Pillmish: TinyStories train / validation
+excerpts). Both live on the device; each training
 step draws `train.batch_size` random windows of `block_size + 1` tokens from the
 run's key inside the jitted step (tinyjax.tasks.base.Stream).
 
@@ -55,36 +57,43 @@ def read_text(path: str, field: str = 'task.path', sha256: str = '') -> str:
   if not text:
     raise ConfigError(f'{field}: {path!r} is empty')
   if sha256 and hashlib.sha256(raw).hexdigest() != sha256:
-    raise ConfigError(f'task.sha256: {path!r} has sha256 {hashlib.sha256(raw).hexdigest()}, '
+    raise ConfigError(f'{field.replace("path", "sha256")}: {path!r} has sha256 {hashlib.sha256(raw).hexdigest()}, '
                       f'not {sha256}; is it the corpus the config names?')
   return text
 
 
 def corpus_task(cfg, tokenizer_path: str | None = None) -> Task:
-  """cfg: path, sha256, tokenizer (kind, ...), train_fraction, block_size,
-  eval_iters, eval_batch_size, classes (name -> character set or tokens),
-  prompts. tokenizer_path: a saved tokenizer.json to use instead of training."""
-  if not 0.0 < cfg.train_fraction < 1.0:
+  """cfg: path, sha256, val_path and val_sha256 (optional), tokenizer (kind,
+  ...), train_fraction, block_size, eval_iters, eval_batch_size, classes (name
+  -> character set or tokens), prompts. tokenizer_path: a saved tokenizer.json
+  to use instead of training."""
+  val_path = cfg.get('val_path', '')
+  if not val_path and not 0.0 < cfg.train_fraction < 1.0:
     raise ConfigError(f'task.train_fraction: {cfg.train_fraction} is not allowed; '
                       'use a value in (0, 1)')
   for field in ('block_size', 'eval_iters', 'eval_batch_size'):
     if cfg[field] < 1:
       raise ConfigError(f'task.{field}: {cfg[field]} is not allowed; use >= 1')
   text = read_text(cfg.path, sha256=cfg.get('sha256', ''))
-  cut = int(cfg.train_fraction * len(text))
+  cut = len(text) if val_path else int(cfg.train_fraction * len(text))
   if tokenizer_path and os.path.exists(tokenizer_path):
     tok = tokenizer_lib.Tokenizer.load(tokenizer_path)
   else:
     tok = tokenizer_lib.train(cfg.tokenizer, text[:cut])
   ids = tok.encode_array(text)
-  cut = int(cfg.train_fraction * len(ids))
+  if val_path:
+    val = tok.encode_array(read_text(val_path, 'task.val_path', cfg.get('val_sha256', '')))
+    splits = (('train', ids), ('val', val))
+  else:
+    cut = int(cfg.train_fraction * len(ids))
+    splits = (('train', ids[:cut]), ('val', ids[cut:]))
   t = cfg.block_size
-  for name, part in (('train', ids[:cut]), ('val', ids[cut:])):
+  for name, part in splits:
     if len(part) < t + 1:
       raise ConfigError(f'task.path: {cfg.path!r} gives a {name} split of {len(part)} tokens, '
                         f'shorter than task.block_size + 1 = {t + 1}')
   names, of_token = token_classes(tok, dict(cfg.classes))
   sources = {name: Stream(part, of_token, t, cfg.eval_iters, cfg.eval_batch_size)
-             for name, part in (('train', ids[:cut]), ('val', ids[cut:]))}
+             for name, part in splits}
   return Task(vocab=tok, train=sources['train'], evals=dict(sources),
               class_names=names, prompts=tuple(cfg.prompts), expected={})

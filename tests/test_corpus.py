@@ -287,3 +287,25 @@ def test_pilish_generation_from_a_word_level_workdir(tmp_path):
   bad = run_cli('-m', 'tinyjax.generate', '--workdir', w, '--prompt', 'once', '--constraint',
                 'haiku')
   assert bad.returncode == 2 and '--constraint' in bad.stderr and bad.stderr.count('\n') == 1
+
+
+def test_bpe_trained_as_guppylm_equals_its_published_tokenizer():
+  """GuppyLM's byte-level BPE (vocab 4096, min_frequency 2, three specials)
+  trained on its chat strings, train then test split, is the published one."""
+  import ml_collections
+  rows = [json.loads(l) for split in ('train', 'test') for l in
+          corpus.read_text(f'tinyjax/data/guppylm_{split}.jsonl.xz').splitlines()]
+  chats = [f"<|im_start|>user\n{r['input']}<|im_end|>\n<|im_start|>assistant\n"
+           f"{r['output']}<|im_end|>" for r in rows]
+  cfg = ml_collections.ConfigDict({'kind': 'bpe', 'vocab_size': 4096, 'min_frequency': 2,
+                                   'special_tokens': ('<pad>', '<|im_start|>', '<|im_end|>')})
+  tok = tokenizer_lib.train(cfg, '\n'.join(chats))
+  published = json.loads(corpus.read_text(
+      'tinyjax/data/guppylm_tokenizer.json.xz',
+      sha256='b03b0b94a723f4c6757a39836f2755adb5a240e40017b089ba1820f51da6c92a'))
+  ours = json.loads(tok.hf.to_str())
+  assert len(tok) == 2418
+  assert ours['model']['vocab'] == published['model']['vocab']
+  assert ours['model']['merges'] == published['model']['merges']
+  prompt = '<|im_start|>user\nhi guppy<|im_end|>\n<|im_start|>assistant\n'
+  assert tok.encode(prompt) == [1, 88, 64, 779, 278, 2, 64, 1, 89, 64]  # the demo's check

@@ -114,6 +114,14 @@ def test_overwrite_never_deletes_a_directory_that_is_not_a_workdir(timmy, tmp_pa
   assert (tmp_path / 'thesis.tex').read_text() == 'precious'
 
 
+def test_a_workdir_that_is_a_file_is_refused(timmy, tmp_path):
+  f = tmp_path / 'notes.txt'
+  f.write_text('precious')
+  with pytest.raises(train.ConfigError, match='is a file, not a directory'):
+    train.train_and_evaluate(_short(timmy, steps=20), str(f), progress=False)
+  assert f.read_text() == 'precious'
+
+
 def test_cli_trains_and_generates(tmp_path):
   w = str(tmp_path / 'w')
   r = run_cli('-m', 'tinyjax.run', '--config', 'configs/timmy.py:smoke',

@@ -92,6 +92,8 @@ def chunk_schedule(config, start: int) -> list[tuple[int, int]]:
 
 def prepare_workdir(config, workdir: str, overwrite: bool) -> None:
   """Refuses a workdir that holds a different experiment; records the config."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError(f'--workdir {workdir}: is a file, not a directory; choose another --workdir')
   path = os.path.join(workdir, 'config.json')
   new = json.loads(config.to_json_best_effort(sort_keys=True))
   if os.path.exists(path) and not overwrite:

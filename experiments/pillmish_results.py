@@ -152,6 +152,22 @@ def main():
         kind, f'Pilish, T={kind}' if kind else 'Pilish, greedy')
     L.append(f'- {label}, "{prompt}": `{prompt} {text}`')
   os.makedirs(a.out, exist_ok=True)
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(7, 4))
+  ax.plot([r['step'] for r in rows], [r['loss'] for r in rows], lw=0.8, alpha=0.6,
+          label='minibatch (dropout on)')
+  ax.plot([r['step'] for r in evals], [r['train/loss'] for r in evals], 'o-', label='train (eval)')
+  ax.plot([r['step'] for r in evals], [r['val/loss'] for r in evals], 's-', label='val (eval)')
+  for c in ('word', 'punct'):
+    pts = [(r['step'], r[f'val/loss/{c}']) for r in evals if r.get(f'val/loss/{c}') is not None]
+    if pts:
+      ax.plot(*zip(*pts), ':', label=f'val, {c} targets')
+  ax.set(xlabel='step', ylabel='loss (nats / word token)', title='Pillmish (word-level TinyStories)')
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(os.path.join(a.out, 'pillmish.png'), dpi=110)
   with open(os.path.join(a.out, 'pillmish.md'), 'w') as f:
     f.write('\n'.join(L) + '\n')
   print('\n'.join(L))

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import run_cli
 from tinyjax import peek
 from tinyjax import tasks
 from tinyjax import train
@@ -81,13 +81,30 @@ def test_stream_windows_are_shifted_slices_drawn_from_the_key():
   b = jax.jit(lambda k, step: s.batch(arrays, k, step, 8))(key, 3)
   x, y = np.asarray(b['x_NxT']), np.asarray(b['y_NxT'])
   assert x.shape == (8, 16) and (y == x + 1).all()  # contiguous, shifted by one
-  assert (x[:, 0] >= 0).all() and (y[:, -1] <= 999).all()
+  assert (x == x[:, :1] + np.arange(16)).all()
   again = s.batch(arrays, key, 3, 8)
   assert (np.asarray(again['x_NxT']) == x).all()  # same key and step: same windows
   assert (np.asarray(s.batch(arrays, key, 4, 8)['x_NxT']) != x).any()
   assert (np.asarray(s.batch(arrays, jax.random.key(1), 3, 8)['x_NxT']) != x).any()
-  m = s.evaluate(lambda batch: {'mean_x': batch['x_NxT'].mean()}, arrays, key)
-  assert m['mean_x'].shape == ()
+
+
+def test_every_window_start_is_drawn_and_none_runs_past_the_end():
+  """A stream of block_size + 2 tokens has exactly two windows: starts 0 and 1."""
+  s = tasks.Stream(np.arange(10, dtype=np.int32), np.zeros(10, np.int32), block_size=8)
+  b = s.windows(jax.device_put(s.arrays()), jax.random.key(0), 400)
+  starts = np.asarray(b['x_NxT'])[:, 0]
+  assert set(starts) == {0, 1} and np.asarray(b['y_NxT']).max() == 9
+
+
+def test_stream_evaluation_is_the_mean_over_eval_iters_batches():
+  s = tasks.Stream(np.arange(1000, dtype=np.int32), np.zeros(1000, np.int32), block_size=4,
+                   eval_iters=3, eval_batch_size=2)
+  arrays = jax.device_put(s.arrays())
+  fn = lambda batch: {'m': batch['x_NxT'][:, 0].astype(np.float32).mean()}
+  key = jax.random.key(7)
+  got = float(s.evaluate(fn, arrays, key)['m'])
+  each = [float(fn(s.windows(arrays, k, 2))['m']) for k in jax.random.split(key, 3)]
+  assert len(set(each)) == 3 and abs(got - np.mean(each)) < 1e-3
 
 
 @pytest.mark.parametrize('content,needle', [
@@ -253,6 +270,35 @@ def test_a_separate_validation_file_and_its_errors(tmp_path):
     c.task.val_path = str(tmp_path / 'missing.txt')
   with pytest.raises(ConfigError, match='task.val_path'):
     train.build_task(c)
+
+
+def test_dropout_changes_training_but_not_evaluation_and_resumes_exactly(tmp_path, capsys):
+  import shutil
+  from configs import pillmish
+  from tinyjax import program
+  c = pillmish.get_config('smoke')
+  task = train.build_task(c)
+  progs = {}
+  for rate in (0.0, 0.5):
+    with c.unlocked():
+      c.model.dropout = rate
+    progs[rate] = program.Program(c, task)
+  hp = program.hparam_arrays([program.base_hparams(c)])
+  state = progs[0.0].init(hp)
+  data = jax.device_put(progs[0.0].data)
+  _, m0 = progs[0.0].evaluate(state, hp, data, 0)
+  _, m5 = progs[0.5].evaluate(state, hp, data, 0)
+  assert float(m0['val/loss'][0]) == float(m5['val/loss'][0])  # no dropout in evaluation
+  assert float(m0['loss'][0]) != float(m5['loss'][0])  # the training loss has it
+  w = str(tmp_path / 'w')
+  train.train_and_evaluate(c, w, progress=False)  # dropout 0.5
+  w2 = str(tmp_path / 'w2')
+  shutil.copytree(w, w2)
+  shutil.rmtree(os.path.join(w2, 'checkpoints', '20'))
+  train.train_and_evaluate(c, w2, progress=False)
+  assert 'resuming runs from step 10' in capsys.readouterr().out
+  a, b = (open(os.path.join(d, 'seed=0', 'metrics.jsonl')).read() for d in (w, w2))
+  assert a == b
 
 
 def test_dropout_is_keyed_and_only_in_training():

@@ -235,8 +235,9 @@ def test_a_wide_enough_beam_finds_the_best_constrained_text():
 
 def test_beam_search_refuses_to_pass_a_learned_window_and_stops():
   m = _model(1)
-  with pytest.raises(ValueError, match='window'):
-    sampler.beam_search(m, jnp.zeros((5,), jnp.int32), 5, 12, 2, window=16)
+  sampler.beam_search(m, jnp.zeros((5,), jnp.int32), 5, 12, 2, window=16)  # 16 fed: fits
+  with pytest.raises(ConfigError, match='context of 16'):
+    sampler.beam_search(m, jnp.zeros((5,), jnp.int32), 5, 13, 2, window=16)
   # A stop token: the finished hypothesis repeats it at no further cost.
   prompt = jnp.asarray([1, 2, 3], jnp.int32)
   beam = jax.jit(lambda stop_ids: sampler.beam_search(m, prompt, 3, 6, 3, stop_ids=stop_ids),

@@ -362,6 +362,13 @@ def validate(cfg, vocab_size: int, max_len: int):
   if cfg.name not in MODELS:
     raise ConfigError(f'model.name: {cfg.name!r} is not a known model; choose one '
                       f'of {sorted(MODELS)}')
+  if cfg.get('init', 'normal') not in ('normal', 'torch'):
+    raise ConfigError(f"model.init: {cfg.init!r} is not allowed; choose one of ['normal', 'torch']")
+  if not 0.0 <= cfg.get('dropout', 0.0) < 1.0:
+    raise ConfigError(f'model.dropout: {cfg.dropout} is not allowed; use a rate in [0, 1)')
+  if cfg.get('dropout', 0.0) and cfg.name != 'transformer':
+    raise ConfigError(f'model.dropout: {cfg.dropout} is not allowed for model {cfg.name!r}; '
+                      'only the transformer has dropout (use 0)')
   if cfg.name == 'transformer':
     for field, allowed in CHOICES.items():
       if cfg[field] not in allowed:

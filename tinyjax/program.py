@@ -110,6 +110,8 @@ class Program:
     rows = isinstance(task.train, tasks_lib.Split)
     self.evaluate = jax.jit(self._evaluate, compiler_options=once if rows else None)
     self.generate = jax.jit(self._generate, static_argnums=(2,))
+    # Constrained sampling / beam search: compiled per (n_new, constraint, beam).
+    self._decode_with_jit = jax.jit(self._decode_with, static_argnums=(2, 5, 6))
 
   # ------------------------------------------------------------ one run ---
   def _init_run(self, hp):
@@ -200,8 +202,9 @@ class Program:
                                    prefix=f'{name}/')
       m.update(source.evaluate(metrics, data[name], jax.random.fold_in(key, i)))
     if self._prompts['track']:
+      # Its own key (greedy today, but never the eval windows' keys).
       toks = self._generate_run(state['params'], self._prompts, self._prompts['n_track'],
-                                sampler_lib.GREEDY.arrays(), key)
+                                sampler_lib.GREEDY.arrays(), jax.random.fold_in(key, 1000))
       exp, emask = self._prompts['expected'], self._prompts['expected_mask']
       right = ((toks == exp) | (emask == 0)).all(-1)
       n = len(self._tracked)
@@ -331,8 +334,7 @@ class Program:
     if constraint is None and not beam:
       toks = self.generate(params, enc, n_new, settings, key)
     else:
-      toks = jax.jit(self._decode_with, static_argnums=(2, 5, 6))(
-          params, enc, n_new, settings, key, constraint, beam)
+      toks = self._decode_with_jit(params, enc, n_new, settings, key, constraint, beam)
     toks = np.asarray(toks)
     return [{p: self.task.vocab.decode(toks[r, i]) for i, p in enumerate(prompts)}
             for r in range(toks.shape[0])]

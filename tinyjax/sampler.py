@@ -221,8 +221,8 @@ def beam_search(model, prompt_W, length, n_new: int, beam: int, constraint=None,
     constraint: optional logits-mask hook (see the module docstring); its state
       is reordered with the hypotheses.
     window: a learned-position model's context. There is no sliding here: a
-      search that would pass the window (length + n_new > window, judged with
-      the padded width W when length is traced) raises ValueError.
+      search that would pass the window (length + n_new - 1 > window, judged
+      with the padded width W when length is traced) raises ConfigError.
     stop_ids: tokens that end a hypothesis; a finished one repeats its stop
       token at no cost (no length normalisation, so short endings are favoured).
   Returns:
@@ -237,10 +237,11 @@ def beam_search(model, prompt_W, length, n_new: int, beam: int, constraint=None,
     longest = int(length) + n_new
   except TypeError:  # a traced length: bound it by the padded width
     longest = width + n_new
-  if window and longest > window:
-    raise ValueError(f'beam_search: the prompt ({longest - n_new} tokens) plus n_new='
-                     f'{n_new} passes the model\'s window of {window} positions; '
-                     'beam search does not slide')
+  if window and longest - 1 > window:  # the last new token is never fed back
+    from tinyjax.tasks import ConfigError
+    raise ConfigError(f'beam search: the prompt ({longest - n_new} tokens) plus {n_new} new '
+                      f'tokens passes the model\'s context of {window} positions; beam '
+                      'search does not slide the window (ask for fewer new tokens)')
   size = min(width + n_new, window) if window else width + n_new
   length = jnp.asarray(length, jnp.int32)
   stop = jnp.asarray(stop_ids, jnp.int32) if len(stop_ids) else None

@@ -159,11 +159,19 @@ def _dump(path, obj):
 
 
 def _metric_rows(workdir, run_dir):
-  path = os.path.join(workdir, run_dir, 'metrics.jsonl')
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(l) for l in f if l.strip()]
+  from tinyjax import writer
+  return writer.read_jsonl(os.path.join(workdir, run_dir, 'metrics.jsonl'))
+
+
+def _trained_on(workdir) -> str:
+  """The platform the run trained on (summary.json's devices), e.g. 'cpu'."""
+  try:
+    with open(os.path.join(workdir, 'summary.json')) as f:
+      device = json.load(f)['devices'][0].lower()
+  except (OSError, KeyError, IndexError, ValueError):
+    return 'unknown'
+  return next((p for k, p in (('cuda', 'gpu'), ('gpu', 'gpu'), ('tpu', 'tpu'), ('cpu', 'cpu'))
+               if k in device), device)
 
 
 def _pca2(e_VxD, ref=None):
@@ -185,7 +193,6 @@ def export(workdir: str, out: str, run: str | None = None, step: int | None = No
            sample_prompt: str | None = None, trajectory: bool = True, seed: int = 0,
            max_checkpoints: int = 24) -> dict:
   """Writes the export of one run into `out`; returns {'files', 'steps', 'step'}."""
-  import jax
   from tinyjax import restore as gen
   from tinyjax import sampler
   prog, group, index = gen.open_run(workdir, run)
@@ -215,7 +222,7 @@ def export(workdir: str, out: str, run: str | None = None, step: int | None = No
   meta = {'n_params': int(prog.num_params), 'vocab_size': len(vocab),
           'n_embd': m.get('d_model', m.get('embed_dim')), 'n_layer': m.get('n_layers', 0),
           'n_head': m.get('n_heads', 0), 'block_size': int(prog.context or task.max_len),
-          'device_trained': jax.devices()[0].platform,
+          'device_trained': _trained_on(workdir),
           'params': [{'name': n, 'shape': list(a.shape), 'n': int(a.size)} for n, a in names],
           'step': int(found), 'run': run_name, 'not_exported': missing}
   _dump(os.path.join(out, 'meta.json'), meta)

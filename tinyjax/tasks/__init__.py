@@ -9,12 +9,12 @@
 `build(config.task)` picks the task by name from TASKS.
 """
 
-from tinyjax.tasks.base import (ConfigError, Split, Stream, Task, make_split,
+from tinyjax.tasks.base import (ConfigError, Split, Stream, Task, make_split,  # noqa: F401
                                 shuffled_index, token_classes)
 from tinyjax.tasks.corpus import corpus_task
-from tinyjax.tasks.synthetic import (MODULAR_OPS, addition_task, modular_pairs,
+from tinyjax.tasks.synthetic import (MODULAR_OPS, addition_task, modular_pairs,  # noqa: F401
                                      modular_split, modular_task, repeat_task)
-from tinyjax.tasks.tokenizer import Tokenizer, Vocab
+from tinyjax.tasks.tokenizer import Tokenizer, Vocab  # noqa: F401
 
 TASKS = {'repeat': repeat_task, 'modular': modular_task, 'addition': addition_task,
          'corpus': corpus_task}

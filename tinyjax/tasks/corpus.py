@@ -1,8 +1,8 @@
 """Language modelling on a text corpus: windows of one token stream.
 
 The corpus is read once (plain text, or .xz / .gz / .bz2), its first
-`train_fraction` of characters trains the tokenizer (char, word or bpe; see
-tinyjax.tasks.tokenizer), and the whole text is encoded once into a stream that
+`train_fraction` of characters trains the tokenizer (word or bpe; a char
+vocabulary is the whole file's characters; see tinyjax.tasks.tokenizer), and the whole text is encoded once into a stream that
 is cut at the same fraction of its tokens: train = the first part, val = the
 rest (tiny-llm / nanoGPT: 90% / 10%); or, with `val_path`, train on the whole
 file and validate on another (Pillmish: TinyStories train / validation
@@ -22,8 +22,6 @@ import gzip
 import hashlib
 import lzma
 import os
-
-import numpy as np
 
 from tinyjax.tasks import tokenizer as tokenizer_lib
 from tinyjax.tasks.base import ConfigError, Stream, Task, token_classes
@@ -79,7 +77,9 @@ def corpus_task(cfg, tokenizer_path: str | None = None) -> Task:
   if tokenizer_path and os.path.exists(tokenizer_path):
     tok = tokenizer_lib.Tokenizer.load(tokenizer_path)
   else:
-    tok = tokenizer_lib.train(cfg.tokenizer, text[:cut])
+    # char: the whole file's characters (tiny-llm's sorted(set(text))); word
+    # and bpe learn from the training text only.
+    tok = tokenizer_lib.train(cfg.tokenizer, text if cfg.tokenizer.kind == 'char' else text[:cut])
   ids = tok.encode_array(text)
   if val_path:
     val = tok.encode_array(read_text(val_path, 'task.val_path', cfg.get('val_sha256', '')))

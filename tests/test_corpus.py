@@ -355,3 +355,6 @@ def test_bpe_trained_as_guppylm_equals_its_published_tokenizer():
   assert ours['model']['merges'] == published['model']['merges']
   prompt = '<|im_start|>user\nhi guppy<|im_end|>\n<|im_start|>assistant\n'
   assert tok.encode(prompt) == [1, 88, 64, 779, 278, 2, 64, 1, 89, 64]  # the demo's check
+  # Trained on the train split alone (57,000 strings) it is another tokenizer.
+  alone = json.loads(tokenizer_lib.train(cfg, '\n'.join(chats[:57_000])).hf.to_str())
+  assert alone['model']['merges'] != published['model']['merges']

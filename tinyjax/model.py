@@ -112,6 +112,7 @@ class Attention(nnx.Module):
     self.k = _dense(d, d, cfg.attn_bias, cfg, rngs)
     self.v = _dense(d, d, cfg.attn_bias, cfg, rngs)
     self.o = _dense(d, d, cfg.get('attn_out_bias', cfg.attn_bias), cfg, rngs)
+    self.out_dropout = cfg.get('attn_out_dropout', True)  # GuppyLM has none there
 
   def _qkv(self, x_BxTxD):
     b, t, d = x_BxTxD.shape
@@ -130,7 +131,8 @@ class Attention(nnx.Module):
     out_BxTxHxK = jnp.einsum('bhts,bshk->bthk', drop(p_BxHxTxT), v_BxTxHxK)
     p = jax.lax.stop_gradient(p_BxHxTxT)
     entropy_BxHxT = -jnp.sum(jnp.where(causal_TxT, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0), -1)
-    out_BxTxD = drop(self.o(out_BxTxHxK.reshape(b, t, d)))
+    out_BxTxD = self.o(out_BxTxHxK.reshape(b, t, d))
+    out_BxTxD = drop(out_BxTxD) if self.out_dropout else out_BxTxD
     return (out_BxTxD, entropy_BxHxT, p) if probs else (out_BxTxD, entropy_BxHxT)
 
   def decode(self, x_BxTxD, pos_BxT, cache):
@@ -212,7 +214,10 @@ class Transformer(nnx.Module):
   positions ('sinusoidal' | 'learned' | 'none'), embed_scale (x sqrt(d_model)),
   norm ('standardize' | 'layernorm' | 'rmsnorm' | 'none'), norm_eps,
   final_norm, attn_bias, attn_out_bias (optional; absent = attn_bias), mlp_bias,
-  unembed_bias, tie_embeddings, dropout (optional; 0 = off), init ('normal': N(0, init_std) matrices and
+  unembed_bias, tie_embeddings, dropout (optional; 0 = off), attn_out_dropout
+  (optional, default True: dropout on the attention output too), vocab_size
+  (optional; 0 = the tokenizer's; GuppyLM keeps 4,096 rows for 2,418 tokens),
+  init ('normal': N(0, init_std) matrices and
   embeddings, zero biases; 'torch': PyTorch's defaults, N(0, 1) embeddings and
   U(+-1/sqrt(fan_in)) Linear weights and biases), init_std, unembed_init_std
   (optional; 0 or absent = init_std).
@@ -369,6 +374,9 @@ def validate(cfg, vocab_size: int, max_len: int):
   if cfg.get('dropout', 0.0) and cfg.name != 'transformer':
     raise ConfigError(f'model.dropout: {cfg.dropout} is not allowed for model {cfg.name!r}; '
                       'only the transformer has dropout (use 0)')
+  if cfg.get('vocab_size', 0) and cfg.vocab_size < vocab_size:
+    raise ConfigError(f'model.vocab_size: {cfg.vocab_size} is smaller than the tokenizer\'s '
+                      f'{vocab_size} tokens; use 0 (the tokenizer\'s) or >= {vocab_size}')
   if cfg.name == 'transformer':
     for field, allowed in CHOICES.items():
       if cfg[field] not in allowed:

@@ -23,7 +23,8 @@ NAMES = ('sgd', 'adam', 'adamw')
 
 
 def schedule(cfg, peak_lr):
-  """Linear warmup to peak_lr, then constant or cosine decay to 0."""
+  """Linear warmup to peak_lr, then constant or cosine decay to
+  peak_lr x end_lr_fraction (default 0)."""
   sched = cfg.get('schedule', 'constant')
   warmup = cfg.get('warmup_steps', 0)
   if sched == 'constant':
@@ -36,11 +37,16 @@ def schedule(cfg, peak_lr):
     w = max(warmup, 1)
     span = max(cfg.decay_steps - w, 1)
 
+    end = cfg.get('end_lr_fraction', 0.0)  # GuppyLM: to 3e-5 = 0.1 x 3e-4
+
     def cosine(count):
       count = jnp.asarray(count, jnp.float32)
       frac = jnp.clip((count - w) / span, 0.0, 1.0)
-      return jnp.where(count < w, peak_lr * count / w,
-                       peak_lr * 0.5 * (1.0 + jnp.cos(jnp.pi * frac)))
+      if end:
+        decayed = peak_lr * end + (peak_lr - peak_lr * end) * 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+      else:  # the expression addy's recorded runs used
+        decayed = peak_lr * 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+      return jnp.where(count < w, peak_lr * count / w, decayed)
     return cosine
   raise ConfigError(f'optimizer.schedule: {sched!r} is not allowed; choose one of '
                     "['constant', 'cosine']")

@@ -74,7 +74,8 @@ class Program:
 
   def __init__(self, config, task):
     self.config, self.task = config, task
-    self.vocab_size, self.max_len = len(task.vocab), task.max_len
+    self.vocab_size = config.model.get('vocab_size', 0) or len(task.vocab)
+    self.max_len = task.max_len
     self.log_every = config.train.log_every
     self.eval_every = config.eval.every or config.train.log_every
     # Explicit eval steps (tiny-llm's CHECKPOINTS) replace eval.every.
@@ -268,7 +269,8 @@ class Program:
   # --------------------------------------------------------- generation ---
   def encode_prompts(self, prompts):
     """Right-padded prompt tokens and lengths (raises ConfigError on OOV text)."""
-    ids = [self.task.vocab.encode(p) for p in prompts]
+    ids = [self.task.vocab.encode(self.task.prompt_template.replace('{prompt}', p))
+           for p in prompts]
     if self.context and max(map(len, ids)) > self.context:
       raise ConfigError(f'prompt {max(prompts, key=len)[:40]!r}: {max(map(len, ids))} tokens, '
                         f'longer than the model\'s context of {self.context}')

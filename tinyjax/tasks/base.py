@@ -137,6 +137,9 @@ class Task:
   # Prompts scored only in aggregate: the metric `exact/<bucket>` is the fraction
   # of a bucket's prompts whose greedy completion is exactly `expected[prompt]`.
   prompt_buckets: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+  # How a prompt is put to the model ('{prompt}' = the text): a chat task
+  # wraps it in the user turn and opens the assistant's.
+  prompt_template: str = '{prompt}'
 
   @property
   def max_len(self) -> int:

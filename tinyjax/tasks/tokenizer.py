@@ -134,13 +134,15 @@ class Tokenizer:
     os.replace(path + '.tmp', path)
 
   @classmethod
-  def load(cls, path: str) -> 'Tokenizer':
+  def load(cls, path: str, eos: str = '') -> 'Tokenizer':
+    """A tokenizer.json saved by tinyjax, or any HF one (.json or .json.xz;
+    then `eos` names its end token)."""
     import tokenizers
-    with open(path) as f:
-      spec = json.load(f)
+    from tinyjax.tasks import corpus
+    spec = json.loads(corpus.read_text(path, 'tokenizer path'))
     meta = spec.pop('tinyjax', {})
     hf = tokenizers.Tokenizer.from_str(json.dumps(spec))
-    return cls(hf, meta.get('kind', 'bpe'), meta.get('eos', ''))
+    return cls(hf, meta.get('kind', 'bpe'), meta.get('eos', eos))
 
 
 def _short(text: str, n: int = 40) -> str:

@@ -76,3 +76,45 @@ def test_the_schedule_warms_up_then_decays_to_a_tenth():
   lr = optimizer_lib.schedule(c, 3e-4)
   got = [float(lr(jnp.asarray(s))) for s in (0, 100, 200, 5100, 10000, 12000)]
   np.testing.assert_allclose(got, [0.0, 1.5e-4, 3e-4, 1.65e-4, 3e-5, 3e-5], rtol=1e-5)
+
+
+@pytest.fixture(scope='module')
+def chat_workdir(tmp_path_factory):
+  w = str(tmp_path_factory.mktemp('chat') / 'w')
+  train.train_and_evaluate(_cfg(), w, progress=False)
+  return w
+
+
+def test_piped_chat_answers_each_line_once_until_quit(chat_workdir):
+  import subprocess
+  import sys
+  from tests.conftest import ROOT
+  r = subprocess.run([sys.executable, '-m', 'tinyjax.chat', '--workdir', chat_workdir,
+                      '--max_new_tokens', '12'], input='hi guppy\n\nwhat is the internet\n'
+                     '/quit\nnever answered\n', capture_output=True, text=True, cwd=ROOT,
+                     timeout=300)
+  assert r.returncode == 0, r.stderr
+  assert len(r.stdout.splitlines()) == 2  # the empty line skipped, nothing after /quit
+
+
+def test_chat_streams_what_it_returns_and_keeps_history_within_the_context(chat_workdir):
+  from tinyjax import chat as chat_cli
+  from tinyjax import sampler
+  bot = chat_cli.Chat(chat_workdir, settings=sampler.Settings(0.7, 50), max_new_tokens=12)
+  seen = []
+  reply = bot.answer('hi guppy', 0, seen.append)
+  assert seen and seen[-1] == reply  # the streamed text ends as the reply
+  assert bot.answer('hi guppy', 0) == reply and bot.answer('hi guppy', 1) != reply
+  for i in range(12):
+    bot.turns.append((f'message {i} about the tank and the water', 'blub ' * 8))
+  ids = bot.prompt_ids('hi guppy')
+  assert len(ids) <= bot.context - bot.n_new
+  assert ids[-10:] == bot.vocab.encode(chat.TEMPLATE.replace('{prompt}', 'hi guppy'))[-10:]
+  assert 'message 11' in bot.vocab.decode(ids, False) and 'message 0 ' not in \
+      bot.vocab.decode(ids, False)
+
+
+def test_chat_without_a_checkpoint_or_on_another_task_exits_2(tmp_path):
+  from tests.conftest import run_cli
+  r = run_cli('-m', 'tinyjax.chat', '--workdir', str(tmp_path))
+  assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'config.json' in r.stderr

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.experimental
 import jax.numpy as jnp
 import numpy as np
 
@@ -76,8 +77,9 @@ class _Decoder:
   """The steps of one decoding, for one model; the loops are below."""
 
   def __init__(self, prompt_PxW, length_P, n_new, key, settings, stop_ids, window,
-               constraint):
+               constraint, on_token=None):
     self.prompt_PxW, self.n_new, self.key, self.settings = prompt_PxW, n_new, key, settings
+    self.on_token = on_token
     self.length_P = jnp.asarray(length_P, jnp.int32)
     self.n_p, self.width = prompt_PxW.shape
     self.total = self.width + n_new
@@ -104,6 +106,8 @@ class _Decoder:
     buf_PxT = jnp.where(jnp.arange(self.total)[None, :] == (self.length_P + j)[:, None],
                         tok_P[:, None], buf_PxT)
     hit_P = jnp.isin(tok_P, self.stop) if self.stop is not None else jnp.zeros_like(done_P)
+    if self.on_token is not None:  # streaming: the host sees each token as it is chosen
+      jax.experimental.io_callback(self.on_token, None, tok_P, done_P, ordered=True)
     return buf_PxT, done_P | hit_P, tok_P, cst, cache
 
   def start(self, model):
@@ -160,7 +164,7 @@ def _loops(dec, step, carry, all_done):
 
 
 def sample(model, prompt_PxW, length_P, n_new: int, key, settings,
-           stop_ids=(), window: int = 0, constraint=None):
+           stop_ids=(), window: int = 0, constraint=None, on_token=None):
   """New tokens after each prompt, for one model (traceable).
 
   Args:
@@ -171,11 +175,15 @@ def sample(model, prompt_PxW, length_P, n_new: int, key, settings,
     stop_ids: tokens that end a row (EOS); a stopped row repeats its stop token.
     window: the model's context for learned positions (0 = unbounded).
     constraint: optional logits-mask hook (see the module docstring).
+    on_token: optional host function(tok_P, done_P) called with every chosen
+      token, in order, while the loop runs (an ordered io_callback: streaming
+      output; not under vmap).
   Returns:
     tokens_PxN (int32) and count_P: the new tokens of each row up to and
     including its stop token.
   """
-  dec = _Decoder(prompt_PxW, length_P, n_new, key, settings, stop_ids, window, constraint)
+  dec = _Decoder(prompt_PxW, length_P, n_new, key, settings, stop_ids, window, constraint,
+                 on_token)
   step = lambda kind, j, carry: getattr(dec, kind)(model, j, carry)
   j, carry = _loops(dec, step, dec.start(model), lambda c: c[1].all())
   return dec.result(j, carry)

@@ -30,7 +30,8 @@ Command:
 Variants (`--config configs/guppylm.py:<arg>`):
   cpu    d 128, 2 layers, 1,500 steps: the loss falling and fish replies in
          minutes on a CPU (the full run is ~200 GFLOP a step: hours here).
-  smoke  a tiny model on 2,000 conversations for 20 steps (tests).
+  smoke  a tiny model on the 3,000 test conversations for 20 steps, with the
+         published tokenizer (tests).
 """
 
 import ml_collections
@@ -143,6 +144,7 @@ def get_config(arg=None):
     c.report.loss_at = (250, 750, 1500)
   elif arg == 'smoke':
     c.task.tokenizer.path = 'tinyjax/data/guppylm_tokenizer.json.xz'  # no training: fast
+    c.task.path, c.task.sha256 = c.task.test_path, c.task.test_sha256  # 3,000 rows
     c.task.eval_rows = 64
     c.model.update(d_model=32, n_layers=2, n_heads=2, d_mlp=64)
     c.optimizer.update(warmup_steps=5, decay_steps=20)

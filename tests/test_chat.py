@@ -22,7 +22,7 @@ def _cfg(arg='smoke'):
 
 
 def test_the_first_training_conversation_gives_the_originals_ids_and_classes():
-  task = train.build_task(_cfg())
+  task = train.build_task(_cfg(None))
   want = [1, 88, 64, 43, 410, 83, 834, 2, 64, 1, 89, 64, 149, 133, 438, 553, 277, 7, 77, 198,
           657, 161, 668, 7, 2]  # spec section 3: train[0]
   x, y = task.train.x_NxT[0], task.train.y_NxT[0]

@@ -272,32 +272,41 @@ def test_a_separate_validation_file_and_its_errors(tmp_path):
     train.build_task(c)
 
 
-def test_dropout_changes_training_but_not_evaluation_and_resumes_exactly(tmp_path, capsys):
+@pytest.fixture(scope='module')
+def word_run(tmp_path_factory):
+  """A Pillmish smoke run (word level, dropout 0.1)."""
+  from configs import pillmish
+  w = str(tmp_path_factory.mktemp('words') / 'w')
+  train.train_and_evaluate(pillmish.get_config('smoke'), w, progress=False)
+  return w
+
+
+def test_dropout_changes_training_but_not_evaluation_and_resumes_exactly(word_run, tmp_path,
+                                                                         capsys):
   import shutil
   from configs import pillmish
   from tinyjax import program
   c = pillmish.get_config('smoke')
+  assert c.model.dropout == 0.1
   task = train.build_task(c)
   progs = {}
-  for rate in (0.0, 0.5):
+  for rate in (0.0, 0.1):
     with c.unlocked():
       c.model.dropout = rate
-    progs[rate] = program.Program(c, task)
+    progs[rate] = train.program_for(c, task)
   hp = program.hparam_arrays([program.base_hparams(c)])
   state = progs[0.0].init(hp)
   data = jax.device_put(progs[0.0].data)
   _, m0 = progs[0.0].evaluate(state, hp, data, 0)
-  _, m5 = progs[0.5].evaluate(state, hp, data, 0)
-  assert float(m0['val/loss'][0]) == float(m5['val/loss'][0])  # no dropout in evaluation
-  assert float(m0['loss'][0]) != float(m5['loss'][0])  # the training loss has it
-  w = str(tmp_path / 'w')
-  train.train_and_evaluate(c, w, progress=False)  # dropout 0.5
+  _, m1 = progs[0.1].evaluate(state, hp, data, 0)
+  assert float(m0['val/loss'][0]) == float(m1['val/loss'][0])  # no dropout in evaluation
+  assert float(m0['loss'][0]) != float(m1['loss'][0])  # the training loss has it
   w2 = str(tmp_path / 'w2')
-  shutil.copytree(w, w2)
+  shutil.copytree(word_run, w2)
   shutil.rmtree(os.path.join(w2, 'checkpoints', '20'))
-  train.train_and_evaluate(c, w2, progress=False)
+  train.train_and_evaluate(pillmish.get_config('smoke'), w2, progress=False)
   assert 'resuming runs from step 10' in capsys.readouterr().out
-  a, b = (open(os.path.join(d, 'seed=0', 'metrics.jsonl')).read() for d in (w, w2))
+  a, b = (open(os.path.join(d, 'seed=0', 'metrics.jsonl')).read() for d in (word_run, w2))
   assert a == b
 
 
@@ -318,20 +327,17 @@ def test_dropout_is_keyed_and_only_in_training():
   assert (np.asarray(m(x, dropout_key=k2)[0]) != a).any()
 
 
-def test_pilish_generation_from_a_word_level_workdir(tmp_path):
-  from configs import pillmish
-  from tinyjax import generate, pilish
-  w = str(tmp_path / 'w')
-  train.train_and_evaluate(pillmish.get_config('smoke'), w, progress=False)
-  check = pilish.Pilish(tokenizer_lib.Tokenizer.load(os.path.join(w, 'tokenizer.json')).tokens, 12)
-  for beam, seed, t in ((0, 0, 0.0), (0, 1, 1.0), (3, 0, 0.0)):
-    from tinyjax import sampler
-    out = generate.generate(w, ['once upon a time'], max_new_tokens=12, seed=seed,
+def test_pilish_generation_from_a_word_level_workdir(word_run):
+  from tinyjax import generate, pilish, sampler
+  check = pilish.Pilish(tokenizer_lib.Tokenizer.load(os.path.join(word_run, 'tokenizer.json')).tokens,
+                        12)
+  for beam, seed, t in ((0, 1, 1.0), (3, 0, 0.0)):
+    out = generate.generate(word_run, ['once upon a time'], max_new_tokens=12, seed=seed,
                             settings=sampler.Settings(temperature=t), constraint='pilish',
                             beam=beam)['once upon a time']
     assert len(out.split()) == 12 and check.satisfied(out), out
-  bad = run_cli('-m', 'tinyjax.generate', '--workdir', w, '--prompt', 'once', '--constraint',
-                'haiku')
+  bad = run_cli('-m', 'tinyjax.generate', '--workdir', word_run, '--prompt', 'once',
+                '--constraint', 'haiku')
   assert bad.returncode == 2 and '--constraint' in bad.stderr and bad.stderr.count('\n') == 1
 
 

@@ -18,19 +18,23 @@ from absl import logging
 
 from tinyjax import cli
 
-flags.DEFINE_string('workdir', None, 'A tinyjax workdir of a chat task.')
-flags.DEFINE_string('run', None, 'Run name (see summary.json); default: the first run.')
-flags.DEFINE_integer('step', None, 'Checkpoint step; default: the newest.')
-flags.DEFINE_float('temperature', 0.7, '0 = greedy.')
-flags.DEFINE_integer('top_k', 50, 'Sample among the k most likely tokens (0 = all).')
-flags.DEFINE_float('top_p', 1.0, 'Nucleus (1 = off).')
-flags.DEFINE_integer('max_new_tokens', 64, 'Reply length cap.')
-flags.DEFINE_integer('seed', 0, 'PRNG seed; turn t samples with fold_in(seed, t).')
-flags.DEFINE_bool('history', False, 'Keep earlier turns in the prompt (within the context).')
-flags.mark_flags_as_required(['workdir'])
 FLAGS = flags.FLAGS
 QUIT = ('/quit', 'quit', 'exit', 'q')
 BUCKET = 32  # prompts are padded to a multiple of this: few compilations
+
+
+def _define_flags():
+  """Only when run as a program: importing Chat defines no flags."""
+  flags.DEFINE_string('workdir', None, 'A tinyjax workdir of a chat task.')
+  flags.DEFINE_string('run', None, 'Run name (see summary.json); default: the first run.')
+  flags.DEFINE_integer('step', None, 'Checkpoint step; default: the newest.')
+  flags.DEFINE_float('temperature', 0.7, '0 = greedy.')
+  flags.DEFINE_integer('top_k', 50, 'Sample among the k most likely tokens (0 = all).')
+  flags.DEFINE_float('top_p', 1.0, 'Nucleus (1 = off).')
+  flags.DEFINE_integer('max_new_tokens', 64, 'Reply length cap.')
+  flags.DEFINE_integer('seed', 0, 'PRNG seed; turn t samples with fold_in(seed, t).')
+  flags.DEFINE_bool('history', False, 'Keep earlier turns in the prompt (within the context).')
+  flags.mark_flags_as_required(['workdir'])
 
 
 class Chat:
@@ -165,4 +169,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main, flags_parser=cli.parse_flags)

@@ -27,7 +27,9 @@ def open_run(workdir: str, run: str | None = None):
                       + (' ...' if len(names) > 8 else ''))
   group = next(g for g in groups if any(r['name'] == name for r in g.runs))
   index = [r['name'] for r in group.runs].index(name)
-  prog = program_lib.Program(group.config, train.build_task(group.config, workdir, group.name))
+  # program_for: one Program (and its compiled functions) per distinct config
+  # in a process, so repeated calls (notebooks, tests) compile once.
+  prog = train.program_for(group.config, train.build_task(group.config, workdir, group.name))
   return prog, group, index
 
 

@@ -37,10 +37,13 @@ def main():
   ap.add_argument('--steps', type=int, default=300)
   ap.add_argument('--chunk', type=int, default=100)
   ap.add_argument('--seeds', type=int, default=0, help='sweep.seeds (0 = the config\'s)')
+  ap.add_argument('--log_every', type=int, default=0, help='train.log_every (0 = the config\'s)')
   a = ap.parse_args()
   config = load(a.config)
   with config.unlocked():
     config.train.chunk_steps = a.chunk
+    if a.log_every:
+      config.train.log_every = a.log_every
     if a.seeds:
       config.sweep.seeds = a.seeds
   group = sweep_lib.expand(config)[0]

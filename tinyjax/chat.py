@@ -28,11 +28,7 @@ def _define_flags():
   flags.DEFINE_string('workdir', None, 'A tinyjax workdir of a chat task.')
   flags.DEFINE_string('run', None, 'Run name (see summary.json); default: the first run.')
   flags.DEFINE_integer('step', None, 'Checkpoint step; default: the newest.')
-  flags.DEFINE_float('temperature', 0.7, '0 = greedy.')
-  flags.DEFINE_integer('top_k', 50, 'Sample among the k most likely tokens (0 = all).')
-  flags.DEFINE_float('top_p', 1.0, 'Nucleus (1 = off).')
-  flags.DEFINE_integer('max_new_tokens', 64, 'Reply length cap.')
-  flags.DEFINE_integer('seed', 0, 'PRNG seed; turn t samples with fold_in(seed, t).')
+  cli.define_sampling_flags(0.7, 50, 64, 'PRNG seed; turn t samples with key(seed + t).')
   flags.DEFINE_bool('history', False, 'Keep earlier turns in the prompt (within the context).')
   flags.mark_flags_as_required(['workdir'])
 
@@ -113,16 +109,10 @@ class Chat:
 def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)
-  from tinyjax import sampler
   from tinyjax.tasks import ConfigError
   try:
-    if FLAGS.temperature < 0 or FLAGS.top_k < 0 or not 0 < FLAGS.top_p <= 1 \
-        or FLAGS.max_new_tokens < 1:
-      raise ConfigError(f'--temperature {FLAGS.temperature} / --top_k {FLAGS.top_k} / --top_p '
-                        f'{FLAGS.top_p} / --max_new_tokens {FLAGS.max_new_tokens}: use '
-                        'temperature >= 0, top_k >= 0, 0 < top_p <= 1, max_new_tokens >= 1')
-    bot = Chat(FLAGS.workdir, FLAGS.run, FLAGS.step,
-               sampler.Settings(FLAGS.temperature, FLAGS.top_k, FLAGS.top_p), FLAGS.max_new_tokens)
+    bot = Chat(FLAGS.workdir, FLAGS.run, FLAGS.step, cli.sampling_settings(FLAGS),
+               FLAGS.max_new_tokens)
   except ConfigError as e:
     cli.fail(str(e))
   piped = not sys.stdin.isatty()

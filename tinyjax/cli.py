@@ -36,6 +36,31 @@ def parse_flags(argv):
     fail(msg)
 
 
+def define_sampling_flags(temperature: float, top_k: int, max_new_tokens, seed_help: str):
+  """--temperature, --top_k, --top_p, --max_new_tokens, --seed (generate, chat)."""
+  flags.DEFINE_float('temperature', temperature, '0 = greedy; else sample at this temperature.')
+  flags.DEFINE_integer('top_k', top_k, 'Sample among the k most likely tokens (0 = all).')
+  flags.DEFINE_float('top_p', 1.0, 'Sample within the top-p probability mass (1 = all).')
+  flags.DEFINE_integer('max_new_tokens', max_new_tokens,
+                       'Generation cap' + ('' if max_new_tokens else
+                                           ' (default: the config\'s eval.max_new_tokens)') + '.')
+  flags.DEFINE_integer('seed', 0, seed_help)
+
+
+def sampling_settings(fl):
+  """The sampler.Settings of the sampling flags; ConfigError naming a bad one."""
+  from tinyjax import sampler
+  from tinyjax.tasks import ConfigError
+  for name, ok, allowed in (('temperature', fl.temperature >= 0, '>= 0 (0 = greedy)'),
+                            ('top_k', fl.top_k >= 0, '>= 0 (0 = all)'),
+                            ('top_p', 0 < fl.top_p <= 1, 'in (0, 1]'),
+                            ('max_new_tokens', fl.max_new_tokens is None or fl.max_new_tokens >= 1,
+                             '>= 1')):
+    if not ok:
+      raise ConfigError(f'--{name}: {fl[name].value} is not allowed; use {allowed}')
+  return sampler.Settings(fl.temperature, fl.top_k, fl.top_p)
+
+
 def define_cpu_devices_flag():
   flags.DEFINE_integer(
       'cpu_devices', 0,

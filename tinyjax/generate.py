@@ -20,11 +20,7 @@ flags.DEFINE_string('workdir', None, 'A tinyjax workdir.')
 flags.DEFINE_multi_string('prompt', None, 'Prompt text (repeat the flag for several).')
 flags.DEFINE_string('run', None, 'Run name (see summary.json); default: the first run.')
 flags.DEFINE_integer('step', None, 'Checkpoint step; default: the newest.')
-flags.DEFINE_integer('max_new_tokens', None, 'Generation cap (default: eval.max_new_tokens).')
-flags.DEFINE_float('temperature', 0.0, '0 = greedy; else sample at this temperature.')
-flags.DEFINE_integer('top_k', 0, 'Sample among the k most likely tokens (0 = all).')
-flags.DEFINE_float('top_p', 1.0, 'Sample within the top-p probability mass (1 = all).')
-flags.DEFINE_integer('seed', 0, 'PRNG seed of the sampling.')
+cli.define_sampling_flags(0.0, 0, None, 'PRNG seed of the sampling.')
 flags.DEFINE_string('constraint', None, 'Constrained decoding: pilish (or none).')
 flags.DEFINE_integer('beam', 0, 'Beam search with this many hypotheses (0 = sample).')
 CONSTRAINTS = ('pilish',)
@@ -60,19 +56,12 @@ def main(argv):
   logging.set_verbosity(logging.ERROR)
   from tinyjax.tasks import ConfigError
   try:
-    from tinyjax import sampler
-    if FLAGS.temperature < 0 or FLAGS.top_k < 0 or not 0 < FLAGS.top_p <= 1:
-      raise ConfigError(f'--temperature {FLAGS.temperature} / --top_k {FLAGS.top_k} / '
-                        f'--top_p {FLAGS.top_p}: use temperature >= 0, top_k >= 0, '
-                        '0 < top_p <= 1')
+    settings = cli.sampling_settings(FLAGS)
     if FLAGS.constraint not in (None, 'none', *CONSTRAINTS):
       raise ConfigError(f'--constraint: {FLAGS.constraint!r} is not a known constraint; '
                         f'choose one of {list(CONSTRAINTS)}')
     if FLAGS.beam < 0:
       raise ConfigError(f'--beam: {FLAGS.beam} is not allowed; use 0 (sample) or K >= 1')
-    if FLAGS.max_new_tokens is not None and FLAGS.max_new_tokens < 1:
-      raise ConfigError(f'--max_new_tokens: {FLAGS.max_new_tokens} is not allowed; use >= 1')
-    settings = sampler.Settings(FLAGS.temperature, FLAGS.top_k, FLAGS.top_p)
     out = generate(FLAGS.workdir, FLAGS.prompt, FLAGS.run, FLAGS.step, FLAGS.max_new_tokens,
                    settings, FLAGS.seed, None if FLAGS.constraint == 'none' else FLAGS.constraint,
                    FLAGS.beam)

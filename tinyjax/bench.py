@@ -92,7 +92,7 @@ def bench_compile(runs: int) -> dict:
   n_new = prog.max_new_tokens(group.config.eval.max_new_tokens, int(enc['lengths'].max()))
   import jax
   timed('generate', prog.generate, state['params'], enc, n_new, prog.settings.arrays(),
-        jax.random.key(0))
+        jax.random.key(0), None, 0)
   out['total'] = round(sum(out.values()), 2)
   return out
 

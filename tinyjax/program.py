@@ -110,9 +110,8 @@ class Program:
     # Not a corpus's evaluation either: eval_iters batches of full-size windows.
     rows = isinstance(task.train, tasks_lib.Split)
     self.evaluate = jax.jit(self._evaluate, compiler_options=once if rows else None)
-    self.generate = jax.jit(self._generate, static_argnums=(2,))
-    # Constrained sampling / beam search: compiled per (n_new, constraint, beam).
-    self._decode_with_jit = jax.jit(self._decode_with, static_argnums=(2, 5, 6))
+    # Compiled per (n_new, constraint, beam); the settings are traced.
+    self.generate = jax.jit(self._generate, static_argnums=(2, 5, 6))
 
   # ------------------------------------------------------------ one run ---
   def _init_run(self, hp):
@@ -313,13 +312,6 @@ class Program:
                                  n_new, key, settings, self.stop_ids, self.window)
     return toks
 
-  def _generate(self, params, prompts, n_new, settings, key):
-    merge = lambda p: nnx.merge(self.graphdef, p)
-    toks, _ = sampler_lib.sample_runs(merge, params, jnp.asarray(prompts['tokens']),
-                                      prompts['lengths'], n_new, key, settings,
-                                      self.stop_ids, self.window)
-    return toks
-
   def generations(self, params, n_new: int, prompts=None, settings=None,
                   seed: int = 0, constraint=None, beam: int = 0) -> list[dict[str, str]]:
     """Host helper: {prompt: completion text} for every run in params, with
@@ -333,16 +325,13 @@ class Program:
     n_new = self.max_new_tokens(n_new, int(enc['lengths'].max()))
     settings = (settings or self.settings).arrays()
     key = jax.random.key(seed)
-    if constraint is None and not beam:
-      toks = self.generate(params, enc, n_new, settings, key)
-    else:
-      toks = self._decode_with_jit(params, enc, n_new, settings, key, constraint, beam)
-    toks = np.asarray(toks)
+    toks = np.asarray(self.generate(params, enc, n_new, settings, key, constraint, beam))
     return [{p: self.task.vocab.decode(toks[r, i]) for i, p in enumerate(prompts)}
             for r in range(toks.shape[0])]
 
-  def _decode_with(self, params, prompts, n_new, settings, key, constraint, beam):
-    """Constrained sampling, or beam search per run and prompt. [R, P, n_new]."""
+  def _generate(self, params, prompts, n_new, settings, key, constraint=None, beam=0):
+    """Every run's continuation of every prompt: sampling (optionally under a
+    constraint), or beam search per run and prompt (beam > 0). [R, P, n_new]."""
     merge = lambda p: nnx.merge(self.graphdef, p)
     tokens, lengths = jnp.asarray(prompts['tokens']), jnp.asarray(prompts['lengths'])
     if not beam:

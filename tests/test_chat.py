@@ -78,13 +78,6 @@ def test_the_schedule_warms_up_then_decays_to_a_tenth():
   np.testing.assert_allclose(got, [0.0, 1.5e-4, 3e-4, 1.65e-4, 3e-5, 3e-5], rtol=1e-5)
 
 
-@pytest.fixture(scope='module')
-def chat_workdir(tmp_path_factory):
-  w = str(tmp_path_factory.mktemp('chat') / 'w')
-  train.train_and_evaluate(_cfg(), w, progress=False)
-  return w
-
-
 def test_piped_chat_answers_each_line_once_until_quit(chat_workdir):
   import subprocess
   import sys

@@ -29,6 +29,9 @@ Variants (`--config configs/grokking_small.py:<arg>`):
   sweep_grokfast  4 seeds x grokfast_lambda (0, 2): both arms, one program
                   (experiments/grokking_study.py). Measured: Grokfast makes
                   grokking *later* here (median >1,762 vs 825 steps).
+  llc             8 seeds with the local learning coefficient at every
+                  checkpoint (every 100 steps and log-spaced early):
+                  experiments/grokking_llc.py. README "Lenses".
   smoke           200 steps, for tests and a first look.
 """
 
@@ -109,6 +112,27 @@ def get_config(arg=None):
       'grokking_step': ('test/accuracy', '>=', 0.95),
   }
 
+  # --- Lenses (README "Lenses"): cheap ones every logged step (the probe needs
+  # longer rows than `a b =`: off by itself); the LLC in the :llc variant.
+  c.lenses = ml_collections.ConfigDict()
+  c.lenses.attention = True     # normalized entropy, first-position mass per head.
+  c.lenses.probe = True         # repeated-token probe: needs >= 5 positions, so off here.
+  c.lenses.probe_len = 50
+  c.lenses.probe_rows = 10
+  c.lenses.copying = True       # OV copy score per head.
+  c.lenses.geometry = True      # distance from init, update/weight ratio per module.
+  c.lenses.icl = True           # needs sequences >= 20 tokens: off by itself.
+  c.lenses.sharpness_iters = 0  # > 0: top Hessian eigenvalue at checkpoints.
+  c.lenses.llc = False          # LLC by SGLD at every checkpoint (see :llc):
+  c.lenses.llc_chains = 4       # chains, vmapped (and over runs);
+  c.lenses.llc_draws = 200      # draws per chain after
+  c.lenses.llc_burnin = 200     # this many burn-in steps (the spec's minimal set);
+  c.lenses.llc_epsilon = 1e-3   # step size and localization: chosen by
+  c.lenses.llc_gamma = 100.0    # experiments/llc_calibration.py at seed 0's last step;
+  c.lenses.llc_nbeta = 0.0      # 0 = m / ln m = 26.38 for m = 128 (devinterp);
+  c.lenses.llc_batch = 128      # SGLD minibatch rows (devinterp's grokking notebook).
+  c.lenses.attention_images = 0  # attention maps in TensorBoard for the first N runs.
+
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 500
   c.checkpoint.log_spaced = True  # 25, 50, 100, ..., 1600: the early trajectory.
@@ -121,6 +145,10 @@ def get_config(arg=None):
 
   if arg == 'sweep':
     c.sweep.seeds = 4
+  elif arg == 'llc':
+    c.sweep.seeds = 8
+    c.lenses.llc = True
+    c.checkpoint.every = 100     # the LLC's trajectory: 18 checkpoints + log-spaced ones.
   elif arg == 'grokfast':
     c.optimizer.grokfast_lambda = 2.0
   elif arg == 'sweep_grokfast':
@@ -132,6 +160,6 @@ def get_config(arg=None):
     c.checkpoint.every = 0
     c.checkpoint.log_spaced = False
   elif arg:
-    raise ValueError(f'unknown config variant {arg!r}; use sweep, grokfast, '
+    raise ValueError(f'unknown config variant {arg!r}; use sweep, llc, grokfast, '
                      'sweep_grokfast or smoke')
   return c

@@ -99,6 +99,27 @@ def get_config(arg=None):
       'heldout_correct_step': ('generation/violet', '>=', 1.0),
   }
 
+  # --- Lenses (tinyjax.lenses, README "Lenses"): the cheap ones in every logged
+  # step (cost: README), the expensive ones at checkpoints, off here.
+  c.lenses = ml_collections.ConfigDict()
+  c.lenses.attention = True     # normalized entropy, first-position mass per head.
+  c.lenses.probe = True         # prev-token / induction / duplicate scores per head on
+  c.lenses.probe_len = 50       # [t0, x1..xL, x1..xL], L cut to the context (Timmy: 4),
+  c.lenses.probe_rows = 10      # this many random rows.
+  c.lenses.copying = True       # OV copy score per head.
+  c.lenses.geometry = True      # distance from init, update/weight ratio per module.
+  c.lenses.icl = True           # per-position loss, ICL score (sequences >= 20 tokens: not here).
+  c.lenses.sharpness_iters = 0  # > 0: top Hessian eigenvalue at checkpoints (vs 2/lr = 20).
+  c.lenses.llc = False          # LLC by SGLD at checkpoints (devinterp's estimator):
+  c.lenses.llc_chains = 4       # chains, vmapped;
+  c.lenses.llc_draws = 200      # draws per chain, after
+  c.lenses.llc_burnin = 200     # burn-in steps;
+  c.lenses.llc_epsilon = 1e-3   # SGLD step size;
+  c.lenses.llc_gamma = 100.0    # localization strength;
+  c.lenses.llc_nbeta = 0.0      # n*beta; 0 = m / ln m, m = sequences in a batch (5: 3.11).
+  c.lenses.llc_batch = 0        # SGLD minibatch rows; 0 = train.batch_size (here: full).
+  c.lenses.attention_images = 0  # attention maps in TensorBoard for the first N runs.
+
   # --- Checkpoints (orbax): the trajectory is the point.
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 1000    # plus the final step.

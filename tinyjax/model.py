@@ -4,7 +4,8 @@ decodes with a cache: init_cache(batch, size), decode(tokens_BxT, pos_B, cache)
 
 aux holds what the metrics need from inside the forward pass:
   'attn_entropy_LxBxHxT': entropy (nats) of each head's attention distribution
-  per query position (transformers only; absent for models without attention).
+  per query position, and 'attn_first_LxBxHxT': its weight on position 0
+  (transformers only; absent for models without attention).
 
 Models are built from `config.model` plus the vocabulary size and the longest
 sequence of the task; `MODELS` is the registry configs choose from by name.
@@ -120,7 +121,8 @@ class Attention(nnx.Module):
     return tuple(split(f(x_BxTxD)) for f in (self.q, self.k, self.v))
 
   def __call__(self, x_BxTxD, probs=False, drop=OFF):
-    """(out_BxTxD, entropy_BxHxT), plus the weights p_BxHxTxT if probs."""
+    """(out_BxTxD, entropy_BxHxT, first_BxHxT: the weight on position 0), plus
+    the weights p_BxHxTxT if probs."""
     b, t, d = x_BxTxD.shape
     h = self.n_heads
     q_BxTxHxK, k_BxTxHxK, v_BxTxHxK = self._qkv(x_BxTxD)
@@ -133,7 +135,8 @@ class Attention(nnx.Module):
     entropy_BxHxT = -jnp.sum(jnp.where(causal_TxT, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0), -1)
     out_BxTxD = self.o(out_BxTxHxK.reshape(b, t, d))
     out_BxTxD = drop(out_BxTxD) if self.out_dropout else out_BxTxD
-    return (out_BxTxD, entropy_BxHxT, p) if probs else (out_BxTxD, entropy_BxHxT)
+    stats = (entropy_BxHxT, p[..., 0])
+    return (out_BxTxD, *stats, p) if probs else (out_BxTxD, *stats)
 
   def decode(self, x_BxTxD, pos_BxT, cache):
     """Attention of T new tokens at positions pos_BxT over a KV cache.
@@ -272,12 +275,14 @@ class Transformer(nnx.Module):
     embeddings, the attention weights, each residual branch's output)."""
     drop = Dropout(self.dropout, dropout_key)
     x_BxTxD = drop(self._embed(tokens_BxT))
-    entropies, weights = [], []
+    entropies, firsts, weights = [], [], []
     for block in self.blocks:
-      x_BxTxD, entropy_BxHxT, *p = block(x_BxTxD, inspect, drop)
+      x_BxTxD, entropy_BxHxT, first_BxHxT, *p = block(x_BxTxD, inspect, drop)
       entropies.append(entropy_BxHxT)
+      firsts.append(first_BxHxT)
       weights += p
-    aux = {'attn_entropy_LxBxHxT': jnp.stack(entropies)}
+    aux = {'attn_entropy_LxBxHxT': jnp.stack(entropies),
+           'attn_first_LxBxHxT': jnp.stack(firsts)}
     if inspect:
       aux['attn_LxBxHxTxT'] = jnp.stack(weights)
       aux['hidden_BxTxD'] = self.final_norm(x_BxTxD)

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tinyjax import lenses as lenses_lib
 from tinyjax import loss as loss_lib
 from tinyjax import model as model_lib
 from tinyjax import optimizer as optimizer_lib
@@ -99,6 +100,18 @@ class Program:
                                          config.eval.get('top_k', 0),
                                          config.eval.get('top_p', 1.0))
     self._prompts = self._encode_prompts()
+    # Lenses (tinyjax.lenses): the cheap ones in every logged step, the
+    # expensive ones at checkpoints (`checkpoint_lenses`).
+    self.lens = lenses_lib.settings(config)
+    self.attention_model = config.model.name == 'transformer'
+    self.icl = self.lens.icl and self.max_len >= lenses_lib.ICL_MIN_LEN
+    # A milestone on a lens metric (e.g. induction_step) is checked every step.
+    self.lens_milestones = any(metric.startswith(lenses_lib.PREFIXES)
+                               for _, metric, _, _ in self.milestones)
+    if self.attention_model and self.lens.probe:
+      self.probe, self.probe_l = lenses_lib.repeated_probe(
+          len(task.vocab), self.lens.probe_len, self.lens.probe_rows, self.context or self.max_len)
+      self.lens.probe = self.probe_l >= 2  # too short a context for a repeat
 
     # init and evaluate run once per run: they are compiled at XLA's lowest
     # backend optimisation level (the threefry init of a 64-run sweep takes
@@ -112,6 +125,10 @@ class Program:
     self.evaluate = jax.jit(self._evaluate, compiler_options=once if rows else None)
     # Compiled per (n_new, constraint, beam); the settings are traced.
     self.generate = jax.jit(self._generate, static_argnums=(2, 5, 6))
+    self.checkpoint_lenses = jax.jit(jax.vmap(self._checkpoint_lenses_run,
+                                              in_axes=(0, 0, None, None)))
+    self.has_checkpoint_lenses = bool(self.lens.sharpness_iters or self.lens.llc
+                                      or (self.lens.attention_images and self.lens.probe))
 
   # ------------------------------------------------------------ one run ---
   def _init_run(self, hp):
@@ -157,10 +174,67 @@ class Program:
     m['grad_norm'] = loss_lib.global_norm(grads)
     m['param_norm'] = loss_lib.global_norm(state['params'])
     m.update(loss_lib.layer_norms(nnx.to_pure_dict(state['params'])))
+    if full or self.lens_milestones:
+      m.update(self._cheap_lenses(state['params'], hp, aux, batch, logits))
     if not full:
       keep = {'loss', 'grad_norm'} | {metric for _, metric, _, _ in self.milestones}
       m = {k: v for k, v in m.items() if k in keep}
     return m, grads
+
+  def _cheap_lenses(self, params, hp, aux, batch, logits):
+    """The step lenses of one run (tinyjax.lenses) at the logged steps."""
+    lens, m = self.lens, {}
+    if lens.attention and 'attn_first_LxBxHxT' in aux:
+      m.update(lenses_lib.attention_stats(aux['attn_entropy_LxBxHxT'], aux['attn_first_LxBxHxT'],
+                                          batch['valid_NxT']))
+    model = nnx.merge(self.graphdef, params)
+    if self.attention_model and lens.probe:
+      logits_p, aux_p = model(jnp.asarray(self.probe), inspect=True)
+      m.update(lenses_lib.pattern_scores(aux_p['attn_LxBxHxTxT'], self.probe_l))
+      m['probe/icl'] = lenses_lib.probe_icl(logits_p, jnp.asarray(self.probe), self.probe_l)
+    if self.attention_model and lens.copying:
+      m.update(lenses_lib.copying_scores(model))
+    if lens.geometry:
+      m.update(lenses_lib.distance_from_init(nnx.to_pure_dict(params),
+                                             nnx.to_pure_dict(self._init_run(hp)['params'])))
+    if self.icl:
+      m.update(lenses_lib.icl(loss_lib.token_ce(logits, batch['y_NxT']), batch['mask_NxT']))
+    return m
+
+  def _checkpoint_lenses_run(self, state, hp, data, step):
+    """The expensive lenses of one run at a checkpoint: sharpness, LLC, the
+    probe's attention maps (tinyjax.lenses)."""
+    lens, m = self.lens, {}
+    params = state['params']
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(hp['seed']), 4), step)
+    batch = self._batch(data['train'], hp, step)
+    loss_fn = lambda p, b: self._forward(p, b)[0]
+    if lens.sharpness_iters:
+      lam = lenses_lib.top_eigenvalue(lambda p: loss_fn(p, batch), params,
+                                      jax.random.fold_in(key, 0), lens.sharpness_iters)
+      m['sharpness'] = lam
+      m['sharpness_eos'] = lam * optimizer_lib.current_lr(state['opt_state']) / 2
+    if lens.llc:
+      loss_fn, draw, n_beta = self.llc_problem(data)
+      llc = lenses_lib.llc(loss_fn, params, draw, jax.random.fold_in(key, 1),
+                           lens.llc_nbeta or n_beta, lens.llc_epsilon, lens.llc_gamma,
+                           lens.llc_chains, lens.llc_draws, lens.llc_burnin)
+      llc.pop('llc_trace_D')
+      m.update(llc)
+    if lens.attention_images and self.attention_model and lens.probe:
+      model = nnx.merge(self.graphdef, params)
+      m['attn_image_LxHxTxT'] = model(jnp.asarray(self.probe[:1]), inspect=True)[1][
+          'attn_LxBxHxTxT'][:, 0]
+    return m
+
+  def llc_problem(self, data):
+    """What the LLC samples, for one run: (loss_fn(params, batch), draw(key)
+    -> a training minibatch of lenses.llc_batch rows (0 = train.batch_size),
+    devinterp's default n*beta = m / ln m for that batch)."""
+    bs = self.lens.llc_batch or self.config.train.batch_size
+    draw = lambda k: self.task.train.batch(data['train'], k, 0, bs)
+    m = jax.eval_shape(draw, jax.random.key(0))['x_NxT'].shape[0]
+    return (lambda p, b: self._forward(p, b)[0]), draw, lenses_lib.default_nbeta(int(m))
 
   def _update_milestones(self, state, m, step):
     ms = state['milestones']
@@ -177,6 +251,9 @@ class Program:
     params = jax.tree.map(jnp.add, state['params'], updates)
     if full:
       m['lr'] = optimizer_lib.current_lr(opt_state)
+      if self.lens.geometry:
+        m.update(lenses_lib.update_ratio(nnx.to_pure_dict(state['params']),
+                                         nnx.to_pure_dict(updates)))
     bad = ~(jnp.isfinite(m['loss']) & jnp.isfinite(m['grad_norm']))
     frozen = bad | (state['diverged_step'] >= 0)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(frozen, b, a), new, old)
@@ -357,11 +434,12 @@ class Program:
 
 
 def flatten_row(row: dict[str, np.ndarray], r: int) -> dict[str, float]:
-  """One run's metrics from a stacked row, with per-head entropies named."""
+  """One run's metrics from a stacked row, with per-head values (a name
+  ending in _LxH) named <name>/layer<l>/head<h>."""
   out = {}
   for k, v in row.items():
     v = np.asarray(v[r])
-    if k.endswith('attention_entropy_LxH'):
+    if k.endswith('_LxH'):
       base = k[:-len('_LxH')]
       for l in range(v.shape[0]):
         for h in range(v.shape[1]):

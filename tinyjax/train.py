@@ -252,6 +252,18 @@ def place(prog, hp_np, n_runs: int):
   return mesh, n_pad, hp, data
 
 
+def lens_images(attn_LxHxTxT) -> dict[str, np.ndarray]:
+  """One grey image per layer: the probe's attention maps of its heads side
+  by side (query rows, key columns), 4 pixels a cell, a white line between."""
+  out = {}
+  for l, heads in enumerate(np.asarray(attn_LxHxTxT)):
+    cells = [np.kron(a, np.ones((4, 4))) for a in heads]
+    gap = np.ones((cells[0].shape[0], 2))
+    out[f'attention_map/layer{l}'] = np.concatenate(
+        [x for c in cells for x in (c, gap)][:-1], axis=1).astype(np.float32)
+  return out
+
+
 def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
   config = group.config
   prog = program_for(config, task)
@@ -290,8 +302,20 @@ def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
       for r, w in enumerate(writers):
         w.write(step, program_lib.flatten_row(row, r))
 
+  def write_lenses(step, rows):
+    """On the writer thread: waits for the device's lens rows, writes them."""
+    rows = {k: v[:n_runs] for k, v in jax.device_get(rows).items()}
+    images = rows.pop('attn_image_LxHxTxT', None)
+    for r, w in enumerate(writers):
+      w.write_lenses(step, program_lib.flatten_row(rows, r),
+                     lens_images(images[r]) if images is not None
+                     and r < prog.lens.attention_images else None)
+
   def save(step, st):
-    """Checkpoints the real runs (not the padding), so any device count restores."""
+    """Checkpoints the real runs (not the padding), so any device count
+    restores; the checkpoint lenses are measured on the same state."""
+    if prog.has_checkpoint_lenses:
+      out.submit(write_lenses, step, prog.checkpoint_lenses(st, hp, data, step))
     st = jax.tree.map(lambda x: x[:n_runs], st) if n_pad else st
     mgr.save(step, args=ocp.args.StandardSave(st), force=True)
 

@@ -51,6 +51,17 @@ def check(config):
     _require(isinstance(spec, (tuple, list)) and len(spec) == 3 and spec[1] in
              ('<', '<=', '>', '>='), f'milestones.{name}', spec,
              "use (metric, op, threshold) with op one of '<', '<=', '>', '>='")
+  if 'lenses' in config:
+    from tinyjax import lenses
+    for name in config.lenses:
+      _require(name in lenses.DEFAULTS, f'lenses.{name}', config.lenses[name],
+               f'no such lens setting; the settings are {sorted(lenses.DEFAULTS)}')
+    ls = lenses.settings(config)
+    for name in ('probe_len', 'probe_rows', 'llc_chains', 'llc_draws'):
+      _require(ls[name] >= 1, f'lenses.{name}', ls[name], 'use >= 1')
+    for name in ('sharpness_iters', 'llc_burnin', 'attention_images', 'llc_gamma', 'llc_nbeta'):
+      _require(ls[name] >= 0, f'lenses.{name}', ls[name], 'use >= 0 (0 = off / default)')
+    _require(ls.llc_epsilon > 0, 'lenses.llc_epsilon', ls.llc_epsilon, 'use > 0')
   s = config.sweep
   _require(s.seeds >= 0, 'sweep.seeds', s.seeds, 'use 0 (off) or N > 0 (seeds 0..N-1)')
   for lr in s.lrs:

@@ -1,4 +1,5 @@
-"""Writes metric rows off the training thread: metrics.jsonl + TensorBoard.
+"""Writes metric rows off the training thread: metrics.jsonl + TensorBoard
+(and the checkpoint lenses' rows: lenses.jsonl).
 
 The host loop hands over whole chunks of rows (numpy, already on the host) and
 goes back to the device at once; a background thread formats and writes them.
@@ -56,6 +57,10 @@ class RunWriter:
     path = os.path.join(run_dir, 'metrics.jsonl')
     truncate_jsonl(path, start_step)
     self.jsonl = open(path, 'a')
+    self.lens_path = os.path.join(run_dir, 'lenses.jsonl')
+    if os.path.exists(self.lens_path):  # a resumed checkpoint's own row stays
+      truncate_jsonl(self.lens_path, start_step + 1 if start_step else 0)
+    self.lens_jsonl = None  # opened by the first checkpoint lens row
     self.tb = tensorboardX.SummaryWriter(run_dir, purge_step=start_step or None,
                                          flush_secs=30)
     if start_step == 0 and hparams:
@@ -71,14 +76,31 @@ class RunWriter:
               if math.isfinite(v)]
     self.tb._get_file_writer().add_summary(Summary(value=values), step)
 
+  def write_lenses(self, step: int, metrics: dict[str, float], images=None):
+    """A checkpoint's lens row (lenses.jsonl, TensorBoard scalars) and
+    attention maps {tag: 2-D array in [0, 1]} as TensorBoard images."""
+    if self.lens_jsonl is None:
+      self.lens_jsonl = open(self.lens_path, 'a')
+    self.lens_jsonl.write(json.dumps({'step': step, **{k: _clean(v) for k, v in
+                                                       metrics.items()}}) + '\n')
+    values = [Summary.Value(tag=k, simple_value=v) for k, v in metrics.items()
+              if math.isfinite(v)]
+    self.tb._get_file_writer().add_summary(Summary(value=values), step)
+    for tag, img in (images or {}).items():
+      self.tb.add_image(tag, img, step, dataformats='HW')
+
   def flush(self):
-    self.jsonl.flush()
-    os.fsync(self.jsonl.fileno())
+    for f in (self.jsonl, self.lens_jsonl):
+      if f is not None:
+        f.flush()
+        os.fsync(f.fileno())
     self.tb.flush()
 
   def close(self):
     self.flush()
     self.jsonl.close()
+    if self.lens_jsonl is not None:
+      self.lens_jsonl.close()
     self.tb.close()
 
 

@@ -2,7 +2,8 @@
 
 repeat    Timmy: one colour repeated (`red red red red red<EOS>`);
 modular   a op b = c (mod p), the grokking task;
-addition  a+b=c with a prompt-masked loss (babyLLM, addy).
+addition  a+b=c with a prompt-masked loss (babyLLM, addy);
+induction random tokens repeated once (Olsson et al.'s induction-head task).
 """
 
 from __future__ import annotations
@@ -224,3 +225,49 @@ def addition_task(cfg) -> Task:
               train_lines=tuple(vocab.decode(line(i), stop_at_eos=False)
                                 for i in train_ids),
               prompt_buckets=buckets)
+
+
+# -------------------------------------------------------------- induction ---
+ALPHABET = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/'
+
+
+def induction_task(cfg) -> Task:
+  """L uniformly random tokens, then the same L again (Olsson et al.), with L
+  drawn per row from [min_length, length] (padded to 2 * length): the first
+  copy cannot be predicted (loss ln V), the repeat can be, by an induction head
+  (find the earlier copy of the current token, read the token after it). A
+  varying L matters: with one fixed L a head attending a fixed distance back
+  solves the task by position, and no induction head forms. Tokens are single
+  characters, so rows print as text.
+
+  Classes by position: `first` (targets in the first copy), `repeat` (targets
+  in the repeat). Prompts: `prompts` held-out rows cut `prompt_repeat` tokens
+  into the repeat; the expected completion is the rest of the repeat.
+  """
+  if not 2 <= cfg.vocab_size <= len(ALPHABET):
+    raise ConfigError(f'task.vocab_size: {cfg.vocab_size} is not allowed; use 2..{len(ALPHABET)}')
+  if not 2 <= cfg.min_length <= cfg.length:
+    raise ConfigError(f'task.min_length: {cfg.min_length} is not allowed; use 2..task.length '
+                      f'({cfg.length})')
+  vocab = Vocab(tuple(ALPHABET[:cfg.vocab_size]))
+  rng = np.random.default_rng(cfg.data_seed)
+
+  def rows(n):
+    lengths = rng.integers(cfg.min_length, cfg.length + 1, n)
+    return [np.tile(rng.integers(0, cfg.vocab_size, l), 2) for l in lengths]
+
+  def split(lines):
+    s = make_split(vocab, [r.tolist() for r in lines], np.zeros(cfg.vocab_size, np.int32),
+                   length=2 * cfg.length)
+    target = np.arange(1, 2 * cfg.length)[None]   # index of each target in its row
+    half = np.asarray([len(r) // 2 for r in lines])[:, None]
+    s.cls_NxT = np.where(s.mask_NxT > 0, (target >= half).astype(np.int32), -1).astype(np.int32)
+    return s
+  train_rows, test_rows = rows(cfg.train_rows), rows(cfg.eval_rows)
+  prompts, expected = [], {}
+  for r in test_rows[:cfg.prompts]:
+    cut = len(r) // 2 + cfg.prompt_repeat
+    prompts.append(vocab.decode(r[:cut].tolist(), False))
+    expected[prompts[-1]] = vocab.decode(r[cut:].tolist(), False)
+  return Task(vocab=vocab, train=split(train_rows), evals={'test': split(test_rows)},
+              class_names=('first', 'repeat'), prompts=tuple(prompts), expected=expected)

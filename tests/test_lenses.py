@@ -1,0 +1,152 @@
+"""Lenses (tinyjax.lenses): each one against a case whose answer is known."""
+
+import json
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tinyjax import lenses
+from tinyjax import train
+from tinyjax.tasks import ConfigError
+
+
+def test_llc_of_linear_regression_is_half_its_parameter_count():
+  # A regular model with d parameters has learning coefficient d / 2.
+  d, n = 10, 2000
+  kx, kw, kn = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(kx, (n, d))
+  w_true = jax.random.normal(kw, (d,))
+  y = x @ w_true + jax.random.normal(kn, (n,))
+  w_star = jnp.linalg.lstsq(x, y)[0]
+  loss = lambda w, b: 0.5 * jnp.mean((b[0] @ w - b[1]) ** 2)  # Gaussian NLL up to a constant
+  out = jax.jit(lambda k: lenses.llc(loss, w_star, lambda _: (x, y), k,
+                                     n_beta=n / math.log(n), epsilon=1e-4, gamma=1.0,
+                                     chains=8, draws=2000, burnin=500))(jax.random.key(1))
+  assert abs(float(out['llc']) - d / 2) < 0.1 * d / 2, out
+  assert float(out['llc_nan']) == 0.0
+
+
+def test_power_iteration_finds_the_top_eigenvalue_of_a_quadratic():
+  q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(6, 6)))
+  evals = np.array([7.0, 3.0, 2.0, 1.0, 0.5, -1.0])
+  a = jnp.asarray(q @ np.diag(evals) @ q.T, jnp.float32)
+  params = {'w': jnp.ones(4), 'v': jnp.ones(2)}  # two leaves: the pytree path too
+  flat = lambda p: jnp.concatenate([p['w'], p['v']])
+  lam = lenses.top_eigenvalue(lambda p: 0.5 * flat(p) @ a @ flat(p), params,
+                              jax.random.key(0), 60)
+  assert abs(float(lam) - 7.0) < 1e-3
+
+
+def _pattern(t, fn):
+  """Attention weights [1 layer, 1 row, 1 head, T, T], row q = fn(q) (a key)."""
+  a = np.zeros((1, 1, 1, t, t), np.float32)
+  for q in range(t):
+    a[0, 0, 0, q, fn(q)] = 1.0
+  return jnp.asarray(a)
+
+
+def test_hand_built_attention_patterns_score_what_they_are():
+  l = 5
+  t = 1 + 2 * l
+  prev = lenses.pattern_scores(_pattern(t, lambda q: max(q - 1, 0)), l)
+  assert float(prev['probe/prev_token_LxH'][0, 0]) == 1.0
+  assert float(prev['probe/induction_LxH'][0, 0]) == 0.0
+  # Induction head: the query x_i in the repeat (position L+i) attends to
+  # position i+1, the token after x_i's first copy.
+  ind = lenses.pattern_scores(_pattern(t, lambda q: q - l + 1 if q > l and q < 2 * l else 0), l)
+  assert float(ind['probe/induction_LxH'][0, 0]) == 1.0
+  assert float(ind['probe/duplicate_LxH'][0, 0]) == 0.0
+  dup = lenses.pattern_scores(_pattern(t, lambda q: q - l if q > l else 0), l)
+  assert float(dup['probe/duplicate_LxH'][0, 0]) == 1.0
+  # Uniform causal attention: the previous-token score is mean_q 1/(q+1).
+  uni = np.tril(np.ones((t, t), np.float32))
+  uni /= uni.sum(1, keepdims=True)
+  got = lenses.pattern_scores(jnp.asarray(uni)[None, None, None], l)
+  want = np.mean([1 / (q + 1) for q in range(1, t)])
+  np.testing.assert_allclose(float(got['probe/prev_token_LxH'][0, 0]), want, rtol=1e-6)
+
+
+def test_normalized_entropy_is_1_for_uniform_and_0_for_one_hot_attention():
+  t = 8
+  q = np.arange(t)
+  uniform_ent = np.log(q + 1.0)[None, None, None]   # [L, B, H, T]
+  one_hot_ent = np.zeros((1, 1, 1, t))
+  first = (1.0 / (q + 1))[None, None, None]
+  valid = np.ones((1, t), np.float32)
+  u = lenses.attention_stats(jnp.asarray(uniform_ent), jnp.asarray(first), valid)
+  o = lenses.attention_stats(jnp.asarray(one_hot_ent), jnp.ones((1, 1, 1, t)), valid)
+  np.testing.assert_allclose(float(u['attention_entropy_norm_LxH'][0, 0]), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(float(u['attention_first_LxH'][0, 0]),
+                             np.mean(1 / (q[1:] + 1)), rtol=1e-6)
+  assert float(o['attention_entropy_norm_LxH'][0, 0]) == 0.0
+  assert float(o['attention_sink_rate']) == 1.0 and float(u['attention_sink_rate']) == 0.0
+
+
+@pytest.mark.parametrize('sign', [1.0, -1.0])
+def test_a_head_that_copies_scores_1_and_one_that_suppresses_scores_minus_1(sign):
+  from flax import nnx
+  from configs import timmy
+  cfg = timmy.get_config().model
+  with cfg.unlocked():
+    cfg.update(n_layers=1, n_heads=1, tie_embeddings=True)
+  model = nnx.merge(*nnx.split(model_lib_build(cfg)))
+  d = model.d_model
+  model.blocks[0].attn.v.kernel[...] = jnp.eye(d)
+  model.blocks[0].attn.o.kernel[...] = sign * jnp.eye(d)
+  # OV circuit = sign * W_E W_E^T: its eigenvalues all have the sign.
+  np.testing.assert_allclose(float(lenses.copying_scores(model)['copying_LxH'][0, 0]), sign,
+                             rtol=1e-5)
+
+
+def model_lib_build(cfg):
+  from flax import nnx
+  from tinyjax import model as model_lib
+  return model_lib.build(cfg, 12, 10, nnx.Rngs(0))
+
+
+def test_icl_score_is_late_minus_early_loss():
+  t = 100
+  ce = jnp.broadcast_to(jnp.linspace(3.0, 1.0, t), (4, t))  # loss falls along the context
+  m = lenses.icl(ce, jnp.ones((4, t)))
+  early = np.linspace(3.0, 1.0, t)[5:15].mean()
+  late = np.linspace(3.0, 1.0, t)[90:].mean()
+  np.testing.assert_allclose(float(m['icl_score']), late - early, rtol=1e-5)
+  assert float(m['position_loss/0']) == 3.0 and float(m[f'position_loss/{t - 1}']) == 1.0
+
+
+def test_a_run_logs_the_lenses_and_rebuilds_its_init_exactly(tmp_path, timmy):
+  with timmy.unlocked():
+    timmy.train.update(steps=20, log_every=10, chunk_steps=10)
+    timmy.checkpoint.update(every=10, log_spaced=False)
+    timmy.lenses = dict(sharpness_iters=5, llc=True, llc_chains=2, llc_draws=5, llc_burnin=5,
+                        attention_images=1)
+  w = str(tmp_path / 'w')
+  train.train_and_evaluate(timmy, w, progress=False)
+  rows = [json.loads(l) for l in open(os.path.join(w, 'seed=0', 'metrics.jsonl'))]
+  # The step rebuilds w0 from the seed; the init program is compiled at another
+  # optimisation level, so the two agree to float rounding, not bit for bit.
+  assert rows[0]['step'] == 0 and rows[0]['dist_init_rel/embed'] < 1e-6
+  assert rows[1]['dist_init_rel/embed'] > 1e-3 and rows[0]['update_ratio/embed'] > 0
+  for name in ('attention_entropy_norm/layer0/head0', 'probe/induction/layer1/head1',
+               'copying/layer0/head0', 'attention_first/layer1/head0'):
+    assert name in rows[0] and name in rows[-1]
+  lens = [json.loads(l) for l in open(os.path.join(w, 'seed=0', 'lenses.jsonl'))]
+  assert [r['step'] for r in lens] == [10, 20]  # the checkpoints
+  assert all(math.isfinite(r['sharpness']) and math.isfinite(r['llc']) for r in lens)
+  from tensorboard.backend.event_processing import event_accumulator
+  ea = event_accumulator.EventAccumulator(os.path.join(w, 'seed=0'))
+  ea.Reload()
+  assert 'attention_map/layer0' in ea.Tags()['images']
+
+
+def test_an_unknown_lens_setting_is_named():
+  from configs import timmy
+  c = timmy.get_config()
+  with c.unlocked():
+    c.lenses = dict(sharpnes_iters=5)
+  with pytest.raises(ConfigError, match='lenses.sharpnes_iters'):
+    train.train_and_evaluate(c, '/nonexistent/never', progress=False)

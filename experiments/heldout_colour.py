@@ -1,0 +1,96 @@
+"""Can Timmy ever repeat the colour it never saw? A grid of conditions, each
+16 seeds, and the rate at which `violet` -> ' violet violet violet violet'.
+
+  python experiments/heldout_colour.py [--seeds 16] [--workdir runs/heldout]
+
+Measured so far: 0 of 64 seeds in the recorded setup. The grid below was
+declared in this file before any of it was run (commit history); each
+condition says why it could plausibly let a held-out token generalize:
+
+  baseline   the recorded setup (GD lr 0.1, untied unembedding, 5 colours):
+             the reference rate.
+  tied       tie_embeddings: the unembedding is the embedding, so a head
+             whose OV circuit copies (W_E W_OV W_E^T positive) maps violet's
+             own input vector to violet's own logit, with no violet-specific
+             weight to learn.
+  colours20  20 training colours instead of 5: a lookup table of colours
+             costs more, a general copy circuit pays more.
+  tied20     both.
+  adamw_wd   AdamW lr 0.01 with weight decay 0.1: pressure towards the
+             low-norm, general solution (the grokking mechanism).
+
+Every run is 6,000 steps (the config's default). Writes
+experiments/results/heldout_colour.md: per condition the seeds, the
+breakthroughs (loss/content < 0.8), the held-out rate, and the copy score
+of the most copying layer-1 head at the end (median over seeds).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import numpy as np  # noqa: E402
+
+from configs import timmy  # noqa: E402
+from tinyjax import train  # noqa: E402
+
+MORE = ('indigo', 'pink', 'brown', 'black', 'white', 'grey', 'cyan', 'magenta', 'gold',
+        'silver', 'beige', 'maroon', 'navy', 'olive', 'teal')
+
+
+def condition(name: str, seeds: int):
+  c = timmy.get_config()
+  with c.unlocked():
+    c.sweep.seeds = seeds
+    c.checkpoint.log_spaced = False
+    c.checkpoint.every = 0
+    if name in ('tied', 'tied20'):
+      c.model.tie_embeddings = True
+    if name in ('colours20', 'tied20'):
+      colours = timmy.COLOURS[:-1] + MORE + ('violet',)
+      c.task.tokens = colours
+      c.task.classes = {'content': colours, 'space': (' ',), 'eos': ('<EOS>',)}
+      c.eval.prompts = colours
+    if name == 'adamw_wd':
+      c.optimizer.update(name='adamw', lr=0.01, weight_decay=0.1)
+  return c
+
+
+CONDITIONS = ('baseline', 'tied', 'colours20', 'tied20', 'adamw_wd')
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument('--seeds', type=int, default=16)
+  ap.add_argument('--workdir', default=os.path.join(ROOT, 'runs', 'heldout'))
+  ap.add_argument('--out', default=os.path.join(ROOT, 'experiments', 'results'))
+  a = ap.parse_args()
+  lines = [f'Measured {time.strftime("%Y-%m-%d")}, `python experiments/heldout_colour.py '
+           f'--seeds {a.seeds}` (conditions declared in the file before running).', '',
+           '| condition | seeds | breakthroughs | violet repeated | rate | median final copy score, '
+           'best layer-1 head | seconds |', '|---|---|---|---|---|---|---|']
+  for name in CONDITIONS:
+    t = time.time()
+    w = os.path.join(a.workdir, name)
+    summary = train.train_and_evaluate(condition(name, a.seeds), w, overwrite=True,
+                                       progress=False)
+    runs = summary['runs']
+    broke = sum(r['breakthrough_step'] is not None for r in runs)
+    right = sum(bool(r['generation_correct'].get('violet')) for r in runs)
+    copy = [max(v for k, v in r['final'].items() if k.startswith('copying/layer1/'))
+            for r in runs]
+    lines.append(f'| {name} | {len(runs)} | {broke} | {right} | {right / len(runs):.2f} | '
+                 f'{np.median(copy):.3f} | {time.time() - t:.0f} |')
+    print(lines[-1], flush=True)
+  os.makedirs(a.out, exist_ok=True)
+  with open(os.path.join(a.out, 'heldout_colour.md'), 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  print('\n'.join(lines))
+
+
+if __name__ == '__main__':
+  main()

@@ -98,8 +98,8 @@ def test_a_head_that_copies_scores_1_and_one_that_suppresses_scores_minus_1(sign
   model.blocks[0].attn.v.kernel[...] = jnp.eye(d)
   model.blocks[0].attn.o.kernel[...] = sign * jnp.eye(d)
   # OV circuit = sign * W_E W_E^T: its eigenvalues all have the sign.
-  np.testing.assert_allclose(float(lenses.copying_scores(model)['copying_LxH'][0, 0]), sign,
-                             rtol=1e-5)
+  ov = lenses.copying_ov(model)['copying_ov_LxHxKxK']
+  np.testing.assert_allclose(lenses.copying_score(ov)[0, 0], sign, rtol=1e-5)
 
 
 def model_lib_build(cfg):
@@ -150,3 +150,31 @@ def test_an_unknown_lens_setting_is_named():
     c.lenses = dict(sharpnes_iters=5)
   with pytest.raises(ConfigError, match='lenses.sharpnes_iters'):
     train.train_and_evaluate(c, '/nonexistent/never', progress=False)
+
+
+def test_induction_rows_repeat_their_random_half_and_classes_follow_position():
+  from configs import induction
+  from tinyjax import tasks
+  cfg = induction.get_config('smoke').task
+  task = tasks.build(cfg)
+  s = task.train
+  for r in range(5):
+    n = int(s.mask_NxT[r].sum()) + 1           # tokens in the row
+    row = np.concatenate([s.x_NxT[r, :1], s.y_NxT[r, :n - 1]])
+    half = n // 2
+    assert cfg.min_length <= half <= cfg.length and n == 2 * half
+    assert (row[:half] == row[half:]).all()
+    cls = s.cls_NxT[r, :n - 1]                 # target j is row[j + 1]
+    assert (cls[:half - 1] == 0).all() and (cls[half - 1:] == 1).all()
+    assert (s.mask_NxT[r, n - 1:] == 0).all()
+  for p in task.prompts:                       # the rest of the repeat is expected
+    assert (p + task.expected[p])[:len(p + task.expected[p]) // 2] * 2 == p + task.expected[p]
+  with pytest.raises(ConfigError, match='task.min_length'):
+    tasks.build(_with(cfg, min_length=1))
+
+
+def _with(cfg, **kw):
+  c = cfg.copy_and_resolve_references()
+  with c.unlocked():
+    c.update(kw)
+  return c

@@ -80,9 +80,19 @@ SHARD_CHECK = textwrap.dedent('''
   prog = program.Program(g.config, tasks.build(g.config.task))
   hp = program.hparam_arrays([r['hparams'] for r in g.runs])
   hp = jax.device_put(train._pad(hp, 2), jax.sharding.NamedSharding(train.runs_mesh(), P('runs')))
-  state, rows = prog.chunk(prog.init(hp), hp, prog.data, 0, 10)
+  state0 = prog.init(hp)
+  state, rows = prog.chunk(state0, hp, prog.data, 0, 10)
   for leaf in jax.tree.leaves(state) + jax.tree.leaves(rows):
     assert len(leaf.sharding.device_set) == 4, leaf.sharding
+  # Runs are independent: the training chunk moves no data between devices.
+  # Its one collective is the sampler loop's exit test (a pred[] all-reduce:
+  # every row of every run done). A gathered op (LAPACK's eig, once) is caught.
+  hlo = prog.chunk.lower(state0, hp, prog.data, 0, 10).compile().as_text()
+  moved = [l.strip()[:120] for l in hlo.splitlines()
+           if any(f' {c}(' in l for c in ('all-gather', 'all-reduce', 'all-to-all',
+                                          'collective-permute', 'reduce-scatter'))
+           and '= pred[] all-reduce(' not in l]
+  assert not moved, moved
   # A group of fewer runs than devices uses one device per run (no padding).
   assert [train.runs_mesh(n).devices.size for n in (1, 3, 6)] == [1, 3, 4]
   print('sharded over', jax.device_count())

@@ -48,7 +48,7 @@ import numpy as np
 
 # Metric-name prefixes of the step lenses (a milestone on one is checked every step).
 PREFIXES = ('attention_entropy_norm', 'attention_first', 'attention_sink', 'probe/',
-            'copying', 'dist_init', 'update_ratio', 'icl_score', 'position_loss')
+            'dist_init', 'update_ratio', 'icl_score', 'position_loss')
 ICL_MIN_LEN = 20  # the per-position lens needs sequences at least this long
 
 DEFAULTS = dict(
@@ -120,30 +120,34 @@ def probe_icl(logits_BxTxV, tokens_BxT, l: int):
   return ce[:, l + 1:].mean() - ce[:, 1:l].mean()
 
 
-def copying_scores(model):
-  """OV copy score per layer and head: the eigenvalues of the d_head x d_head
-  W_O^h W_U W_E W_V^h (the same nonzero spectrum as the vocab x vocab OV
-  circuit W_E W_V^h W_O^h W_U), sum(Re) / sum(|.|). Norms and biases are
-  left out, as in Elhage et al. Non-symmetric eigenvalues exist on CPU and
-  GPU only: NaN on a TPU."""
+def copying_ov(model):
+  """Per layer and head the d_head x d_head matrix W_O^h W_U W_E W_V^h, which
+  has the same nonzero eigenvalues as the vocab x vocab OV circuit
+  W_E W_V^h W_O^h W_U (norms and biases left out, as in Elhage et al.).
+
+  Its eigenvalues are taken on the host (`copying_score`, by flatten_row when
+  the row is written): LAPACK's eig is a custom call that XLA cannot split
+  over the runs axis, so inside the step it would gather every run onto every
+  device (and two programs doing that at once on the CPU devices deadlock)."""
   e_VxD = model.embed.embedding[...]
   u_DxV = e_VxD.T if model.tie_embeddings else model.unembed.kernel[...]
   ue_DxD = u_DxV @ e_VxD
   rows = []
   for block in model.blocks:
     a = block.attn
-    h = a.n_heads
-    d = e_VxD.shape[1]
+    d, h = e_VxD.shape[1], a.n_heads
     k = d // h
     v_HxDxK = a.v.kernel[...].reshape(d, h, k).transpose(1, 0, 2)
     o_HxKxD = a.o.kernel[...].reshape(h, k, d)
-    m_HxKxK = jnp.einsum('hkd,de,hej->hkj', o_HxKxD, ue_DxD, v_HxDxK)
-    rows.append(m_HxKxK)
-  m_LxHxKxK = jnp.stack(rows)
-  if jax.default_backend() == 'tpu':
-    return {'copying_LxH': jnp.full(m_LxHxKxK.shape[:2], jnp.nan)}
-  ev = jnp.linalg.eigvals(m_LxHxKxK)
-  return {'copying_LxH': ev.real.sum(-1) / jnp.maximum(jnp.abs(ev).sum(-1), 1e-30)}
+    rows.append(jnp.einsum('hkd,de,hej->hkj', o_HxKxD, ue_DxD, v_HxDxK))
+  return {'copying_ov_LxHxKxK': jnp.stack(rows)}
+
+
+def copying_score(ov_LxHxKxK) -> np.ndarray:
+  """OV copy score per layer and head (host, numpy): sum(Re ev) / sum(|ev|),
+  in [-1, 1]; 1 = the head copies the token it reads."""
+  ev = np.linalg.eigvals(np.asarray(ov_LxHxKxK, np.float64))
+  return ev.real.sum(-1) / np.maximum(np.abs(ev).sum(-1), 1e-30)
 
 
 # ------------------------------------------------------------- geometry ---

@@ -193,7 +193,7 @@ class Program:
       m.update(lenses_lib.pattern_scores(aux_p['attn_LxBxHxTxT'], self.probe_l))
       m['probe/icl'] = lenses_lib.probe_icl(logits_p, jnp.asarray(self.probe), self.probe_l)
     if self.attention_model and lens.copying:
-      m.update(lenses_lib.copying_scores(model))
+      m.update(lenses_lib.copying_ov(model))
     if lens.geometry:
       m.update(lenses_lib.distance_from_init(nnx.to_pure_dict(params),
                                              nnx.to_pure_dict(self._init_run(hp)['params'])))
@@ -422,8 +422,11 @@ class Program:
     return jax.vmap(run)(params)
 
   def warm_up_final(self, state, hp, data):
-    """Compiles (and runs once, cheaply) the end-of-run evaluation."""
-    jax.block_until_ready(self.evaluate(state, hp, data, 0))
+    """Compiles the end-of-run evaluation (on a side thread while training
+    runs). Compiles only: running it there would put two programs with
+    collectives (the sampler loop's exit test) on the devices at once, whose
+    order on the CPU devices can interleave and deadlock."""
+    self.evaluate.lower(state, hp, data, 0).compile()
 
   def max_new_tokens(self, requested: int, prompt_len: int) -> int:
     """Generation cap, within the positions a learned-position model knows
@@ -439,6 +442,8 @@ def flatten_row(row: dict[str, np.ndarray], r: int) -> dict[str, float]:
   out = {}
   for k, v in row.items():
     v = np.asarray(v[r])
+    if k == 'copying_ov_LxHxKxK':  # the OV circuits' eigenvalues, on the host
+      k, v = 'copying_LxH', lenses_lib.copying_score(v)
     if k.endswith('_LxH'):
       base = k[:-len('_LxH')]
       for l in range(v.shape[0]):

@@ -122,6 +122,7 @@ def get_config(arg=None):
   c.lenses.copying = True       # OV copy score per head.
   c.lenses.geometry = True      # distance from init, update/weight ratio per module.
   c.lenses.icl = True           # needs sequences >= 20 tokens: off by itself.
+  c.lenses.fourier = True       # Gini of the embedding's per-frequency norms.
   c.lenses.sharpness_iters = 0  # > 0: top Hessian eigenvalue at checkpoints.
   c.lenses.llc = False          # LLC by SGLD at every checkpoint (see :llc):
   c.lenses.llc_chains = 4       # chains, vmapped (and over runs);

@@ -111,6 +111,7 @@ def get_config(arg=None):
   c.lenses.copying = True       # OV copy score per head.
   c.lenses.geometry = True      # distance from init, update/weight ratio per module.
   c.lenses.icl = True           # per-position loss, ICL score (late - early positions).
+  c.lenses.fourier = True       # modular tasks only (Gini of embedding frequencies).
   c.lenses.sharpness_iters = 0  # > 0: top Hessian eigenvalue at checkpoints.
   c.lenses.llc = False          # LLC by SGLD at checkpoints (settings below).
   c.lenses.llc_chains = 4

@@ -109,6 +109,7 @@ def get_config(arg=None):
   c.lenses.copying = True       # OV copy score per head.
   c.lenses.geometry = True      # distance from init, update/weight ratio per module.
   c.lenses.icl = True           # per-position loss, ICL score (sequences >= 20 tokens: not here).
+  c.lenses.fourier = True       # modular tasks only (Gini of embedding frequencies).
   c.lenses.sharpness_iters = 0  # > 0: top Hessian eigenvalue at checkpoints (vs 2/lr = 20).
   c.lenses.llc = False          # LLC by SGLD at checkpoints (devinterp's estimator):
   c.lenses.llc_chains = 4       # chains, vmapped;

@@ -178,3 +178,32 @@ def _with(cfg, **kw):
   with c.unlocked():
     c.update(kw)
   return c
+
+
+def test_fourier_measures_on_a_grid_made_of_one_frequency():
+  p, k = 13, 3
+  assert float(lenses.gini(jnp.ones(6))) == 0.0
+  np.testing.assert_allclose(float(lenses.gini(jnp.eye(6)[0])), 5 / 6, rtol=1e-6)
+  # Embeddings that are cos/sin of one frequency: all their Fourier norm is at k.
+  x = np.arange(p)
+  emb = np.stack([np.cos(2 * np.pi * k * x / p), np.sin(2 * np.pi * k * x / p)], 1)
+  norms = np.asarray(lenses.embedding_frequency_norms(jnp.asarray(emb, jnp.float32), p))
+  assert norms.argmax() == k - 1 and norms[np.arange(len(norms)) != k - 1].max() < 1e-4
+  # Logits 8 cos(w_k (a + b - c)): the key frequency is k, the restricted
+  # logits are the logits, and without them nothing is left (loss ln p).
+  a, b = np.meshgrid(x, x, indexing='ij')
+  s = (a + b).reshape(-1)
+  logits = 8 * np.cos(2 * np.pi * k * (s[:, None] - x[None, :]) / p)
+  assert lenses.key_frequencies(logits, p) == [k]
+  answers = jnp.asarray(s % p)
+  r, e = lenses.restricted_excluded_loss(jnp.asarray(logits, jnp.float32), answers,
+                                         np.ones(p * p), p, [k])
+  full = optax_ce(logits, s % p)
+  np.testing.assert_allclose(float(r), full, rtol=1e-4)
+  np.testing.assert_allclose(float(e), math.log(p), rtol=1e-4)
+
+
+def optax_ce(logits, labels):
+  import optax
+  return float(optax.softmax_cross_entropy_with_integer_labels(
+      jnp.asarray(logits, jnp.float32), jnp.asarray(labels)).mean())

@@ -28,6 +28,11 @@ Names written (per layer l and head h: `<name>/layer<l>/head<h>`):
                               early ones (Olsson: 500th - 50th token; here the
                               last ~10% of the context minus ~T/10)
   position_loss/<p>           the training loss at token position p (log-spaced)
+  fourier/embed_gini          modular tasks: Gini coefficient of the residue
+                              embeddings' per-frequency norms (Nanda et al.; the
+                              restricted and excluded losses need the key
+                              frequencies of the end of training: replayed by
+                              experiments/grokking_llc.py)
 At checkpoints (lenses.jsonl and TensorBoard):
   sharpness, sharpness_eos    top Hessian eigenvalue of the training loss at the
                               step's batch (power iteration on HVPs) and its
@@ -48,12 +53,12 @@ import numpy as np
 
 # Metric-name prefixes of the step lenses (a milestone on one is checked every step).
 PREFIXES = ('attention_entropy_norm', 'attention_first', 'attention_sink', 'probe/',
-            'dist_init', 'update_ratio', 'icl_score', 'position_loss')
+            'dist_init', 'update_ratio', 'icl_score', 'position_loss', 'fourier/')
 ICL_MIN_LEN = 20  # the per-position lens needs sequences at least this long
 
 DEFAULTS = dict(
     attention=True, probe=True, probe_len=50, probe_rows=10, copying=True,
-    geometry=True, icl=True, sharpness_iters=0, llc=False, llc_chains=4,
+    geometry=True, icl=True, fourier=True, sharpness_iters=0, llc=False, llc_chains=4,
     llc_draws=200, llc_burnin=200, llc_epsilon=1e-3, llc_gamma=100.0, llc_nbeta=0.0,
     llc_batch=0,
     attention_images=0)

@@ -197,6 +197,9 @@ class Program:
     if lens.geometry:
       m.update(lenses_lib.distance_from_init(nnx.to_pure_dict(params),
                                              nnx.to_pure_dict(self._init_run(hp)['params'])))
+    if lens.fourier and self.config.task.name == 'modular':
+      m['fourier/embed_gini'] = lenses_lib.gini(lenses_lib.embedding_frequency_norms(
+          model.embed.embedding[...], self.config.task.p))
     if self.icl:
       m.update(lenses_lib.icl(loss_lib.token_ce(logits, batch['y_NxT']), batch['mask_NxT']))
     return m

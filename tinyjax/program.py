@@ -211,14 +211,13 @@ class Program:
     params = state['params']
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(hp['seed']), 4), step)
     batch = self._batch(data['train'], hp, step)
-    loss_fn = lambda p, b: self._forward(p, b)[0]
+    loss_fn, draw, n_beta = self.llc_problem(data)
     if lens.sharpness_iters:
       lam = lenses_lib.top_eigenvalue(lambda p: loss_fn(p, batch), params,
                                       jax.random.fold_in(key, 0), lens.sharpness_iters)
       m['sharpness'] = lam
       m['sharpness_eos'] = lam * optimizer_lib.current_lr(state['opt_state']) / 2
     if lens.llc:
-      loss_fn, draw, n_beta = self.llc_problem(data)
       llc = lenses_lib.llc(loss_fn, params, draw, jax.random.fold_in(key, 1),
                            lens.llc_nbeta or n_beta, lens.llc_epsilon, lens.llc_gamma,
                            lens.llc_chains, lens.llc_draws, lens.llc_burnin)
@@ -231,9 +230,10 @@ class Program:
     return m
 
   def llc_problem(self, data):
-    """What the LLC samples, for one run: (loss_fn(params, batch), draw(key)
-    -> a training minibatch of lenses.llc_batch rows (0 = train.batch_size),
-    devinterp's default n*beta = m / ln m for that batch)."""
+    """What the LLC samples, for one run: (loss_fn(params, batch): the training
+    loss without dropout, draw(key) -> a training minibatch of
+    lenses.llc_batch rows (0 = train.batch_size), devinterp's default
+    n*beta = m / ln m for that batch)."""
     bs = self.lens.llc_batch or self.config.train.batch_size
     draw = lambda k: self.task.train.batch(data['train'], k, 0, bs)
     m = jax.eval_shape(draw, jax.random.key(0))['x_NxT'].shape[0]

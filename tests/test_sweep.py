@@ -65,6 +65,14 @@ def test_a_run_in_a_sweep_matches_the_same_run_alone(timmy, tmp_path):
   assert swept['lr=0.1/seed=2']['final']['loss'] < twin['final']['loss']
   assert os.path.exists(tmp_path / 's' / 'report.md')
   assert os.path.exists(tmp_path / 's' / 'sweep.png')
+  # The whole sweep as one table: run, swept values, step, metrics.
+  from tinyjax import results
+  df, summary = results.load(str(tmp_path / 's'))
+  assert list(df.columns[:4]) == ['run', 'lr', 'seed', 'step']
+  assert len(df) == 6 * len(rows_s) and df['run'].nunique() == 6
+  twin_rows = df[(df.lr == 0.03) & (df.seed == 2)]
+  assert twin_rows['loss'].tolist() == [r['loss'] for r in rows_s]
+  assert summary['runs'][0]['name'] == df['run'].iloc[0]
 
 
 SHARD_CHECK = textwrap.dedent('''

@@ -279,8 +279,10 @@ def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
   if restored is None:
     start = 0
     state = prog.init(hp)
+    hp = prog.with_init(hp, state)
   else:
     state = jax.device_put(_pad(restored, n_pad), shard)
+    hp = prog.with_init(hp)
     print(f'tinyjax: resuming {group.name or "runs"} from step {start}', flush=True)
 
   run_dirs = [os.path.join(workdir, r['name']) for r in runs]

@@ -115,6 +115,7 @@ def get_config(arg=None):
   # --- Lenses (README "Lenses"): cheap ones every logged step (the probe needs
   # longer rows than `a b =`: off by itself); the LLC in the :llc variant.
   c.lenses = ml_collections.ConfigDict()
+  c.lenses.every = 0            # cheap lenses every N steps (0 = every logged step).
   c.lenses.attention = True     # normalized entropy, first-position mass per head.
   c.lenses.probe = True         # repeated-token probe: needs >= 5 positions, so off here.
   c.lenses.probe_len = 50

@@ -108,6 +108,7 @@ def get_config(arg=None):
 
   # --- Lenses (README "Lenses"): cheap ones every logged step.
   c.lenses = ml_collections.ConfigDict()
+  c.lenses.every = 0            # cheap lenses every N steps (0 = every logged step).
   c.lenses.attention = True     # normalized entropy, first-position mass per head.
   c.lenses.probe = True         # prev-token / induction / duplicate scores per head.
   c.lenses.probe_len = 31       # L of the probe [t0, x1..xL, x1..xL]: fits 63 positions.

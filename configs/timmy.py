@@ -102,6 +102,7 @@ def get_config(arg=None):
   # --- Lenses (tinyjax.lenses, README "Lenses"): the cheap ones in every logged
   # step (cost: README), the expensive ones at checkpoints, off here.
   c.lenses = ml_collections.ConfigDict()
+  c.lenses.every = 0            # cheap lenses every N steps (0 = every logged step).
   c.lenses.attention = True     # normalized entropy, first-position mass per head.
   c.lenses.probe = True         # prev-token / induction / duplicate scores per head on
   c.lenses.probe_len = 50       # [t0, x1..xL, x1..xL], L cut to the context (Timmy: 4),

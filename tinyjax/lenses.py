@@ -57,7 +57,7 @@ PREFIXES = ('attention_entropy_norm', 'attention_first', 'attention_sink', 'prob
 ICL_MIN_LEN = 20  # the per-position lens needs sequences at least this long
 
 DEFAULTS = dict(
-    attention=True, probe=True, probe_len=50, probe_rows=10, copying=True,
+    every=0, attention=True, probe=True, probe_len=50, probe_rows=10, copying=True,
     geometry=True, icl=True, fourier=True, sharpness_iters=0, llc=False, llc_chains=4,
     llc_draws=200, llc_burnin=200, llc_epsilon=1e-3, llc_gamma=100.0, llc_nbeta=0.0,
     llc_batch=0,
@@ -151,7 +151,10 @@ def copying_ov(model):
 def copying_score(ov_LxHxKxK) -> np.ndarray:
   """OV copy score per layer and head (host, numpy): sum(Re ev) / sum(|ev|),
   in [-1, 1]; 1 = the head copies the token it reads."""
-  ev = np.linalg.eigvals(np.asarray(ov_LxHxKxK, np.float64))
+  ov = np.asarray(ov_LxHxKxK, np.float64)
+  if not np.isfinite(ov).all():  # a step without lenses (lenses.every), a diverged run
+    return np.full(ov.shape[:2], np.nan)
+  ev = np.linalg.eigvals(ov)
   return ev.real.sum(-1) / np.maximum(np.abs(ev).sum(-1), 1e-30)
 
 

@@ -184,7 +184,8 @@ class Program:
     m['param_norm'] = loss_lib.global_norm(state['params'])
     m.update(loss_lib.layer_norms(nnx.to_pure_dict(state['params'])))
     if full or self.lens_milestones:
-      m.update(self._cheap_lenses(state['params'], hp, aux, batch, logits))
+      lens = lambda: self._cheap_lenses(state['params'], hp, aux, batch, logits)
+      m.update(lens() if self.lens_milestones else self._every(step, lens))
     if not full:
       keep = {'loss', 'grad_norm'} | {metric for _, metric, _, _ in self.milestones}
       m = {k: v for k, v in m.items() if k in keep}
@@ -212,6 +213,15 @@ class Program:
     if self.icl:
       m.update(lenses_lib.icl(loss_lib.token_ce(logits, batch['y_NxT']), batch['mask_NxT']))
     return m
+
+  def _every(self, step, fn):
+    """fn() at the steps that are multiples of lenses.every, NaN elsewhere
+    (0: every logged step). The step is the same for every run, so this
+    stays a branch under vmap: the skipped steps cost nothing."""
+    if self.lens.every <= self.log_every:
+      return fn()
+    nan = lambda: jax.tree.map(lambda a: jnp.full(a.shape, jnp.nan, a.dtype), jax.eval_shape(fn))
+    return jax.lax.cond(step % self.lens.every == 0, fn, nan)
 
   def _checkpoint_lenses_run(self, state, hp, data, step):
     """The expensive lenses of one run at a checkpoint: sharpness, LLC, the
@@ -264,8 +274,8 @@ class Program:
     if full:
       m['lr'] = optimizer_lib.current_lr(opt_state)
       if self.lens.geometry:
-        m.update(lenses_lib.update_ratio(nnx.to_pure_dict(state['params']),
-                                         nnx.to_pure_dict(updates)))
+        m.update(self._every(step, lambda: lenses_lib.update_ratio(
+            nnx.to_pure_dict(state['params']), nnx.to_pure_dict(updates))))
     bad = ~(jnp.isfinite(m['loss']) & jnp.isfinite(m['grad_norm']))
     frozen = bad | (state['diverged_step'] >= 0)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(frozen, b, a), new, old)

@@ -62,6 +62,8 @@ def check(config):
     for name in ('sharpness_iters', 'llc_burnin', 'attention_images', 'llc_gamma', 'llc_nbeta'):
       _require(ls[name] >= 0, f'lenses.{name}', ls[name], 'use >= 0 (0 = off / default)')
     _require(ls.llc_epsilon > 0, 'lenses.llc_epsilon', ls.llc_epsilon, 'use > 0')
+    _require(ls.every >= 0 and ls.every % t.log_every == 0, 'lenses.every', ls.every,
+             f'use 0 (every logged step) or a multiple of train.log_every={t.log_every}')
   s = config.sweep
   _require(s.seeds >= 0, 'sweep.seeds', s.seeds, 'use 0 (off) or N > 0 (seeds 0..N-1)')
   for lr in s.lrs:

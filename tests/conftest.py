@@ -7,11 +7,26 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
+# The step lenses cost compilation in every test that trains; tests/test_lenses.py
+# turns them on where they are the subject.
+LENSES_OFF = ('attention', 'probe', 'copying', 'geometry', 'icl', 'fourier')
+LENSES_OFF_FLAGS = tuple(f'--config.lenses.{k}=False' for k in LENSES_OFF)
+
+
+def lenses_off(c):
+  """c with the step lenses off (c's `lenses` section replaced or added)."""
+  import ml_collections
+  with c.unlocked():
+    c.lenses = ml_collections.ConfigDict({**dict(c.get('lenses', {})),
+                                          **{k: False for k in LENSES_OFF}})
+  return c
+
+
 @pytest.fixture
 def timmy():
-  """The Timmy config, shrunk for tests where the test says so."""
+  """The Timmy config with the step lenses off, shrunk where the test says so."""
   from configs import timmy as timmy_cfg
-  return timmy_cfg.get_config()
+  return lenses_off(timmy_cfg.get_config())
 
 
 @pytest.fixture(scope='session')
@@ -19,7 +34,7 @@ def chat_workdir(tmp_path_factory):
   """GuppyLM :smoke trained for 20 steps with the published tokenizer (chat, export)."""
   from configs import guppylm
   from tinyjax import train
-  c = guppylm.get_config('smoke')
+  c = lenses_off(guppylm.get_config('smoke'))
   with c.unlocked():
     c.task.tokenizer.path = 'tinyjax/data/guppylm_tokenizer.json.xz'
   w = str(tmp_path_factory.mktemp('chat') / 'w')

@@ -12,6 +12,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from tests.conftest import lenses_off
 from configs import addy as addy_cfg
 from configs import babyllm as babyllm_cfg
 from tinyjax import loss as loss_lib
@@ -24,12 +25,12 @@ from tinyjax import writer
 
 @pytest.fixture
 def baby():
-  return babyllm_cfg.get_config()
+  return lenses_off(babyllm_cfg.get_config())
 
 
 def _tiny_addy(num_train=300):
   """addy with operands 0..99 and a one-block d_model 16 model: fast to build."""
-  c = addy_cfg.get_config('smoke')
+  c = lenses_off(addy_cfg.get_config('smoke'))
   with c.unlocked():
     c.task.update(max_operand=99, num_train=num_train, num_val=50, bucket_size=5,
                   prompts=('4+4=', '33+7='))

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.conftest import lenses_off
 from tinyjax import optimizer as optimizer_lib
 from tinyjax import program
 from tinyjax import train
@@ -15,7 +16,7 @@ from tinyjax.tasks import chat
 
 def _cfg(arg='smoke'):
   from configs import guppylm
-  c = guppylm.get_config(arg)
+  c = lenses_off(guppylm.get_config(arg))
   with c.unlocked():
     c.task.tokenizer.path = 'tinyjax/data/guppylm_tokenizer.json.xz'  # the published one
   return c

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import lenses_off, run_cli
 from tinyjax import peek
 from tinyjax import tasks
 from tinyjax import train
@@ -20,7 +20,7 @@ SHAKESPEARE = 'tinyjax/data/tinyshakespeare.txt.xz'
 
 def _tiny_llm(arg='smoke'):
   from configs import tiny_llm
-  return tiny_llm.get_config(arg)
+  return lenses_off(tiny_llm.get_config(arg))
 
 
 # -------------------------------------------------------------- tokenizers ---
@@ -258,7 +258,7 @@ def test_a_separate_validation_file_and_its_errors(tmp_path):
   (tmp_path / 'train.txt').write_text('the cat sat on the mat .\n' * 50)
   (tmp_path / 'val.txt').write_text('the dog sat on the log .\n' * 10)
   from configs import pillmish
-  c = pillmish.get_config('smoke')
+  c = lenses_off(pillmish.get_config('smoke'))
   with c.unlocked():
     c.task.update(path=str(tmp_path / 'train.txt'), sha256='',
                   val_path=str(tmp_path / 'val.txt'), val_sha256='', block_size=8)
@@ -277,7 +277,7 @@ def word_run(tmp_path_factory):
   """A Pillmish smoke run (word level, dropout 0.1)."""
   from configs import pillmish
   w = str(tmp_path_factory.mktemp('words') / 'w')
-  train.train_and_evaluate(pillmish.get_config('smoke'), w, progress=False)
+  train.train_and_evaluate(lenses_off(pillmish.get_config('smoke')), w, progress=False)
   return w
 
 
@@ -286,7 +286,7 @@ def test_dropout_changes_training_but_not_evaluation_and_resumes_exactly(word_ru
   import shutil
   from configs import pillmish
   from tinyjax import program
-  c = pillmish.get_config('smoke')
+  c = lenses_off(pillmish.get_config('smoke'))
   assert c.model.dropout == 0.1
   task = train.build_task(c)
   progs = {}
@@ -304,7 +304,7 @@ def test_dropout_changes_training_but_not_evaluation_and_resumes_exactly(word_ru
   w2 = str(tmp_path / 'w2')
   shutil.copytree(word_run, w2)
   shutil.rmtree(os.path.join(w2, 'checkpoints', '20'))
-  train.train_and_evaluate(pillmish.get_config('smoke'), w2, progress=False)
+  train.train_and_evaluate(lenses_off(pillmish.get_config('smoke')), w2, progress=False)
   assert 'resuming runs from step 10' in capsys.readouterr().out
   a, b = (open(os.path.join(d, 'seed=0', 'metrics.jsonl')).read() for d in (word_run, w2))
   assert a == b

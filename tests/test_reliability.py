@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.conftest import LENSES_OFF_FLAGS
 from tests.conftest import ROOT
 from tinyjax import generate
 from tinyjax import train
@@ -70,7 +71,7 @@ def _cli(workdir, *extra):
   return [sys.executable, '-m', 'tinyjax.run', '--config', 'configs/timmy.py',
           '--config.train.chunk_steps=50', '--config.checkpoint.every=50',
           '--config.checkpoint.log_spaced=false', '--workdir', str(workdir), '--noprogress',
-          *extra]
+          *LENSES_OFF_FLAGS, *extra]
 
 
 def _wait_for(pred, proc, timeout=120):

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import LENSES_OFF_FLAGS, run_cli
 from tinyjax import sweep
 from tinyjax import train
 from tinyjax import writer
@@ -117,7 +117,7 @@ def test_four_devices_give_the_same_metrics_as_one(timmy, tmp_path):
   r = run_cli('-m', 'tinyjax.run', '--config', 'configs/timmy.py', '--config.sweep.seeds=6',
               '--config.train.steps=60', '--config.train.chunk_steps=30',
               '--config.checkpoint.every=30', '--config.checkpoint.log_spaced=false',
-              '--workdir', w4, '--noprogress', '--cpu_devices=4')
+              '--workdir', w4, '--noprogress', '--cpu_devices=4', *LENSES_OFF_FLAGS)
   assert r.returncode == 0, r.stderr[-2000:]
   one = train.train_and_evaluate(_small(timmy, seeds=6), str(tmp_path / 'one'), progress=False)
   assert len(one['devices']) == 1

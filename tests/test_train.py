@@ -78,6 +78,8 @@ def test_breakthrough_step_is_exact_to_the_step(timmy, tmp_path, metric, op, thr
 
 def test_resume_equals_uninterrupted(timmy, tmp_path):
   cfg = _short(timmy, steps=150)
+  with cfg.unlocked():
+    cfg.lenses.geometry = True  # w0 is rebuilt from the seeds on resume
   full = train.train_and_evaluate(cfg, str(tmp_path / 'a'), progress=False)
   b = tmp_path / 'b'
   train.train_and_evaluate(cfg, str(b), progress=False)

@@ -51,6 +51,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from tinyjax import loss as loss_lib
+
 # Metric-name prefixes of the step lenses (a milestone on one is checked every step).
 PREFIXES = ('attention_entropy_norm', 'attention_first', 'attention_sink', 'probe/',
             'dist_init', 'update_ratio', 'icl_score', 'position_loss', 'fourier/')
@@ -120,8 +122,7 @@ def pattern_scores(attn_LxBxHxTxT, l: int):
 def probe_icl(logits_BxTxV, tokens_BxT, l: int):
   """Loss predicting the repeat (tokens L+2..2L) minus predicting the first
   copy (tokens 2..L): negative once the model copies from context."""
-  import optax
-  ce = optax.softmax_cross_entropy_with_integer_labels(logits_BxTxV[:, :-1], tokens_BxT[:, 1:])
+  ce = loss_lib.token_ce(logits_BxTxV[:, :-1], tokens_BxT[:, 1:])
   return ce[:, l + 1:].mean() - ce[:, 1:l].mean()
 
 
@@ -159,38 +160,23 @@ def copying_score(ov_LxHxKxK) -> np.ndarray:
 
 
 # ------------------------------------------------------------- geometry ---
-def by_module(params) -> dict[str, object]:
-  """{name: subtree} per top-level module, per block for the blocks list."""
-  out = {}
-  for name, sub in params.items():
-    if name == 'blocks':
-      for i, block in sub.items():
-        out[f'block{i}'] = block
-    elif jax.tree.leaves(sub):
-      out[name] = sub
-  return out
-
-
-def _norm(tree):
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
-
-
 def distance_from_init(params, init_params):
   """|w - w0| and |w - w0| / |w0| per module (plain dicts)."""
-  m, p0 = {}, by_module(init_params)
-  for name, p in by_module(params).items():
-    dist = _norm(jax.tree.map(jnp.subtract, p, p0[name]))
+  m, p0 = {}, loss_lib.by_module(init_params)
+  for name, p in loss_lib.by_module(params).items():
+    dist = loss_lib.global_norm(jax.tree.map(jnp.subtract, p, p0[name]))
     m[f'dist_init/{name}'] = dist
-    m[f'dist_init_rel/{name}'] = dist / jnp.maximum(_norm(p0[name]), 1e-30)
+    m[f'dist_init_rel/{name}'] = dist / jnp.maximum(loss_lib.global_norm(p0[name]), 1e-30)
   return m
 
 
 def update_ratio(params, updates):
   """|update| / |w| per module: this step's optimizer update against the
   weights it is applied to (CS231n's rule of thumb: about 1e-3)."""
-  u = by_module(updates)
-  return {f'update_ratio/{name}': _norm(u[name]) / jnp.maximum(_norm(p), 1e-30)
-          for name, p in by_module(params).items()}
+  u = loss_lib.by_module(updates)
+  return {f'update_ratio/{name}': loss_lib.global_norm(u[name])
+          / jnp.maximum(loss_lib.global_norm(p), 1e-30)
+          for name, p in loss_lib.by_module(params).items()}
 
 
 # ------------------------------------------------------------ text (ICL) ---
@@ -231,7 +217,7 @@ def top_eigenvalue(loss_fn, params, key, iters: int):
                                 for k, x in zip(keys, leaves)])
 
   def normalize(v):
-    n = _norm(v)
+    n = loss_lib.global_norm(v)
     return jax.tree.map(lambda x: x / jnp.maximum(n, 1e-30), v)
 
   def body(_, carry):
@@ -338,12 +324,11 @@ def restricted_excluded_loss(logits_PPxC, answers_PP, train_mask_PP, p: int, fre
   of the logits' projection onto the key frequencies' cos/sin(w_k (a+b))
   directions (plus the mean over pairs), over every pair. Excluded: the loss
   of the logits with those directions removed, over the training pairs."""
-  import optax
   d = jnp.asarray(_sum_directions(p, freqs))
   mean = logits_PPxC.mean(0, keepdims=True)
   z = logits_PPxC - mean
   proj = d @ (d.T @ z)
-  ce = lambda logits: optax.softmax_cross_entropy_with_integer_labels(logits, answers_PP)
+  ce = lambda logits: loss_lib.token_ce(logits, answers_PP)
   restricted = ce(proj + mean).mean()
   w = jnp.asarray(train_mask_PP, jnp.float32)
   excluded = (ce(logits_PPxC - proj) * w).sum() / w.sum()

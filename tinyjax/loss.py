@@ -47,13 +47,18 @@ def global_norm(tree):
   return optax.global_norm(tree)
 
 
-def layer_norms(params) -> dict[str, jax.Array]:
-  """Weight norm per top-level module (per block for the blocks list)."""
+def by_module(params) -> dict[str, object]:
+  """{name: subtree} per top-level module, per block for the blocks list."""
   out = {}
   for name, sub in params.items():
     if name == 'blocks':
       for i, block in sub.items():
-        out[f'param_norm/block{i}'] = global_norm(block)
+        out[f'block{i}'] = block
     else:
-      out[f'param_norm/{name}'] = global_norm(sub)
+      out[name] = sub
   return out
+
+
+def layer_norms(params) -> dict[str, jax.Array]:
+  """Weight norm per top-level module (per block for the blocks list)."""
+  return {f'param_norm/{name}': global_norm(sub) for name, sub in by_module(params).items()}

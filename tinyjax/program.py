@@ -220,8 +220,7 @@ class Program:
     stays a branch under vmap: the skipped steps cost nothing."""
     if self.lens.every <= self.log_every:
       return fn()
-    nan = lambda: jax.tree.map(lambda a: jnp.full(a.shape, jnp.nan, a.dtype), jax.eval_shape(fn))
-    return jax.lax.cond(step % self.lens.every == 0, fn, nan)
+    return jax.lax.cond(step % self.lens.every == 0, fn, lambda: _nan_like(jax.eval_shape(fn)))
 
   def _checkpoint_lenses_run(self, state, hp, data, step):
     """The expensive lenses of one run at a checkpoint: sharpness, LLC, the
@@ -331,8 +330,7 @@ class Program:
     v_eval = jax.vmap(self._eval_run, in_axes=(0, 0, None, None))
     end = start + n_steps
     # The metrics a skipped step or eval reports: NaN, shaped like the real ones.
-    nan_like = lambda fn: jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype),
-                                       jax.eval_shape(fn, state, hp, data, start)[1])
+    nan_like = lambda fn: _nan_like(jax.eval_shape(fn, state, hp, data, start)[1])
     nan_eval, nan_step = nan_like(v_eval), nan_like(v_step)
 
     config_eval_steps = bool(self.config.eval.get('steps', ()))
@@ -456,6 +454,11 @@ class Program:
     if self.context and not self.window:
       return max(1, min(requested, self.context - prompt_len + 1))
     return requested
+
+
+def _nan_like(shapes):
+  """NaN arrays shaped like a tree of ShapeDtypeStructs (a skipped metric)."""
+  return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
 
 
 def flatten_row(row: dict[str, np.ndarray], r: int) -> dict[str, float]:

@@ -68,8 +68,10 @@ class RunWriter:
         self.tb._get_file_writer().add_summary(summary)
 
   def write(self, step: int, metrics: dict[str, float]):
-    self.jsonl.write(json.dumps({'step': step, **{k: _clean(v) for k, v in metrics.items()}})
-                     + '\n')
+    self._row(self.jsonl, step, metrics)
+
+  def _row(self, jsonl, step: int, metrics: dict[str, float]):
+    jsonl.write(json.dumps({'step': step, **{k: _clean(v) for k, v in metrics.items()}}) + '\n')
     # One event per row with every scalar in it: add_scalar per value costs
     # ~16x more host time, which adds up over hundreds of runs.
     values = [Summary.Value(tag=k, simple_value=v) for k, v in metrics.items()
@@ -81,11 +83,7 @@ class RunWriter:
     attention maps {tag: 2-D array in [0, 1]} as TensorBoard images."""
     if self.lens_jsonl is None:
       self.lens_jsonl = open(self.lens_path, 'a')
-    self.lens_jsonl.write(json.dumps({'step': step, **{k: _clean(v) for k, v in
-                                                       metrics.items()}}) + '\n')
-    values = [Summary.Value(tag=k, simple_value=v) for k, v in metrics.items()
-              if math.isfinite(v)]
-    self.tb._get_file_writer().add_summary(Summary(value=values), step)
+    self._row(self.lens_jsonl, step, metrics)
     for tag, img in (images or {}).items():
       self.tb.add_image(tag, img, step, dataformats='HW')
 

@@ -32,6 +32,7 @@ sys.path.insert(0, ROOT)
 from flax import nnx  # noqa: E402
 
 from tinyjax import lenses  # noqa: E402
+from tinyjax import results  # noqa: E402
 from tinyjax import restore  # noqa: E402
 from tinyjax.tasks import modular_split  # noqa: E402
 
@@ -60,6 +61,8 @@ def main():
   ap.add_argument('--out', default=os.path.join(ROOT, 'experiments', 'results'))
   a = ap.parse_args()
   summary = json.load(open(os.path.join(a.workdir, 'summary.json')))
+  ROWS = results.run_rows(a.workdir)  # noqa: N806
+  LENS_ROWS = results.run_rows(a.workdir, 'lenses')  # noqa: N806
   runs = summary['runs']
   fig, axes = plt.subplots(2, 3, figsize=(16, 8))
   axes = axes.ravel()
@@ -76,14 +79,14 @@ def main():
     grid = np.array([[x, y, eq] for x in range(p) for y in range(p)], np.int32)
     answers = jnp.asarray((grid[:, 0] + grid[:, 1]) % p)
     mask = in_train.reshape(-1)
-    lens_rows = [json.loads(l) for l in open(os.path.join(a.workdir, run['dir'], 'lenses.jsonl'))]
+    lens_rows = LENS_ROWS[run['name']]
     steps = [r['step'] for r in lens_rows]
     llc = np.array([r['llc'] if r['llc'] is not None else np.nan for r in lens_rows])
     final_step, final_params = restore.load_params(a.workdir, prog, group, index, steps[-1])
     freqs = lenses.key_frequencies(measures(prog, final_params, p, grid, answers, mask), p)
     nanda = np.array([measures(prog, restore.load_params(a.workdir, prog, group, index, s)[1],
                                p, grid, answers, mask, freqs) for s in steps])
-    rows = [json.loads(l) for l in open(os.path.join(a.workdir, run['dir'], 'metrics.jsonl'))]
+    rows = ROWS[run['name']]
     ev = [r for r in rows if r.get('test/loss') is not None]
     mem, grok = run.get('memorization_step'), run.get('grokking_step')
     peak = steps[int(np.nanargmax(llc))]

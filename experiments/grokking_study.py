@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tinyjax import cli  # noqa: E402
 from tinyjax import train  # noqa: E402
-from tinyjax import writer  # noqa: E402
+from tinyjax import results  # noqa: E402
 from experiments.time_steps import load  # noqa: E402
 
 
@@ -84,10 +84,11 @@ def figure(summary, workdir, path):
   import matplotlib.pyplot as plt
   fig, (ax, ax_n) = plt.subplots(1, 2, figsize=(13, 4.5))
   colors = {}
+  ROWS = results.run_rows(workdir)  # noqa: N806
   for r in summary['runs']:
     lam = r['hparams'].get('grokfast_lambda', 0.0)
     color = colors.setdefault(lam, f'C{len(colors)}')
-    rows = writer.read_jsonl(os.path.join(workdir, r['dir'], 'metrics.jsonl'))
+    rows = ROWS[r['name']]
     rows = [x for x in rows if x['step'] > 0]
     tr = [(x['step'], x['accuracy']) for x in rows if x.get('accuracy') is not None]
     te = [(x['step'], x['test/accuracy']) for x in rows if x.get('test/accuracy') is not None]

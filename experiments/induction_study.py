@@ -19,6 +19,7 @@ experiments/results/induction.{md,png}. Per seed:
 import argparse
 import json
 import os
+import sys
 
 import matplotlib
 matplotlib.use('Agg')
@@ -26,6 +27,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from tinyjax import results  # noqa: E402
 
 
 def smooth(x, k=5):
@@ -38,10 +41,11 @@ def main():
   ap.add_argument('--out', default=os.path.join(ROOT, 'experiments', 'results'))
   a = ap.parse_args()
   summary = json.load(open(os.path.join(a.workdir, 'summary.json')))
+  ROWS = results.run_rows(a.workdir)  # noqa: N806
   fig, axes = plt.subplots(1, 3, figsize=(15, 4))
   table, found, close = [], 0, 0
   for run in summary['runs']:
-    rows = [json.loads(l) for l in open(os.path.join(a.workdir, run['dir'], 'metrics.jsonl'))]
+    rows = ROWS[run['name']]
     rows = [r for r in rows if r.get('loss/first') is not None]
     step = np.array([r['step'] for r in rows])
     first = np.array([r['loss/first'] for r in rows])

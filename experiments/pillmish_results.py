@@ -42,7 +42,7 @@ def main():
   import jax
   import jax.numpy as jnp
   from flax import nnx
-  from tinyjax import pilish, restore, sampler
+  from tinyjax import pilish, restore, results, sampler
 
   prog, group, index = restore.open_run(a.workdir)
   step, params = restore.load_params(a.workdir, prog, group, index)
@@ -116,7 +116,7 @@ def main():
 
   summary = json.load(open(os.path.join(a.workdir, 'summary.json')))
   run = summary['runs'][index]
-  rows = [json.loads(l) for l in open(os.path.join(a.workdir, run['dir'], 'metrics.jsonl'))]
+  rows = results.run_rows(a.workdir)[run['name']]
   evals = [r for r in rows if r.get('val/loss') is not None]
   unk = vocab.id('[UNK]')
   val = prog.task.evals['val'].tokens_N

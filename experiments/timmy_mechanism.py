@@ -23,6 +23,7 @@ slightly after the breakthrough.
 import argparse
 import json
 import os
+import sys
 
 import matplotlib
 matplotlib.use('Agg')
@@ -30,6 +31,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from tinyjax import results  # noqa: E402
 LENSES = (('attention_entropy_norm', 'normalized entropy'), ('attention_first', 'mass on position 0'),
           ('probe/prev_token', 'previous-token score'), ('copying', 'OV copy score'))
 
@@ -55,12 +58,13 @@ def main():
   ap.add_argument('--out', default=os.path.join(ROOT, 'experiments', 'results'))
   a = ap.parse_args()
   summary = json.load(open(os.path.join(a.workdir, 'summary.json')))
+  ROWS = results.run_rows(a.workdir)  # noqa: N806
   runs = [r for r in summary['runs'] if r['breakthrough_step'] is not None]
   stats = {}   # lens label -> list of (before, after, c10, c50, c90) per seed
   curves = {}  # lens label -> list of (t, x)
   entropy_heads = []  # per seed, per head: (plateau, after) normalized entropy
   for run in runs:
-    rows = [json.loads(l) for l in open(os.path.join(a.workdir, run['dir'], 'metrics.jsonl'))]
+    rows = ROWS[run['name']]
     rows = [r for r in rows if r.get('loss/content') is not None]
     t = np.array([r['step'] for r in rows]) - run['breakthrough_step']
     plateau, post = (t >= -1000) & (t <= -200), (t >= 500) & (t <= 1000)

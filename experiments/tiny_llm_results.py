@@ -13,12 +13,15 @@ the 160-character sample after "ROMEO:" (temperature 1) from summary.json.
 import argparse
 import json
 import os
+import sys
 
 import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from tinyjax import results  # noqa: E402
 # peek's public/data/training.json, losses rounded to 3 decimals.
 RECORDED = {0: (4.330, 4.339), 100: (2.671, 2.643), 250: (2.488, 2.468), 500: (2.382, 2.409),
             1000: (2.116, 2.162), 1500: (1.910, 1.969), 2000: (1.752, 1.946),
@@ -33,7 +36,7 @@ def main():
   a = ap.parse_args()
   summary = json.load(open(os.path.join(a.workdir, 'summary.json')))
   run = summary['runs'][0]
-  rows = [json.loads(l) for l in open(os.path.join(a.workdir, run['dir'], 'metrics.jsonl'))]
+  rows = results.run_rows(a.workdir)[run['name']]
   evals = {r['step']: r for r in rows if r.get('val/loss') is not None}
   lines = [f'`configs/tiny_llm.py`, {run["num_params"]:,} parameters, seed 0; '
            f'devices {summary["devices"]}.', '',

@@ -154,7 +154,10 @@ def _lookup_params(vocab, next_of):
           'out': {'kernel': out, 'bias': np.zeros(v, np.float32)}}
 
 
-def test_bucketed_exact_match_on_a_hand_made_case():
+@pytest.mark.parametrize('teacher_forced', [True, False])
+def test_bucketed_exact_match_on_a_hand_made_case(teacher_forced):
+  """Exact match by one teacher-forced pass (the default) and by decoding
+  (for sequences past the context) give the same answers."""
   c = _tiny_addy()
   with c.unlocked():
     c.model = ml_collections.ConfigDict(dict(
@@ -167,6 +170,9 @@ def test_bucketed_exact_match_on_a_hand_made_case():
   task = dataclasses.replace(task, prompts=('1+1=', '9+1='), expected=expected,
                              prompt_buckets=buckets)
   prog = program_lib.Program(c, task)
+  assert prog._prompts['teacher'] is not None
+  if not teacher_forced:
+    prog._prompts['teacher'] = None
   hp = program_lib.hparam_arrays([program_lib.base_hparams(c)])
   state = prog.init(hp)
   model = nnx.merge(prog.graphdef, jax.tree.map(lambda x: x[0], state['params']))

@@ -77,3 +77,22 @@ def set_cpu_devices(n: int):
   import jax
   cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
   jax.config.update('jax_num_cpu_devices', n or cores or 1)
+
+
+def define_distributed_flags():
+  flags.DEFINE_string('coordinator_address', None,
+                      'Many processes (jax.distributed): HOST:PORT of process 0, reachable '
+                      'by every process. With --num_processes and --process_id.')
+  flags.DEFINE_integer('num_processes', None, 'Many processes: how many in the job.')
+  flags.DEFINE_integer('process_id', None, 'Many processes: this one\'s index, 0..N-1.')
+  flags.DEFINE_bool('distributed', False,
+                    'Many processes, read from the cluster\'s environment where JAX '
+                    'detects it (SLURM, a TPU slice, Open MPI, Kubernetes): '
+                    'jax.distributed.initialize() without arguments.')
+
+
+def initialize_distributed(fl):
+  """jax.distributed.initialize per the flags (nothing without them)."""
+  from tinyjax import distributed
+  distributed.initialize(fl.coordinator_address, fl.num_processes, fl.process_id,
+                         auto=fl.distributed)

@@ -131,7 +131,7 @@ def copying_ov(model):
   has the same nonzero eigenvalues as the vocab x vocab OV circuit
   W_E W_V^h W_O^h W_U (norms and biases left out, as in Elhage et al.).
 
-  Its eigenvalues are taken on the host (`copying_score`, by flatten_row when
+  Its eigenvalues are taken on the host (`copying_score`, by flatten_rows when
   the row is written): LAPACK's eig is a custom call that XLA cannot split
   over the runs axis, so inside the step it would gather every run onto every
   device (and two programs doing that at once on the CPU devices deadlock)."""
@@ -149,14 +149,18 @@ def copying_ov(model):
   return {'copying_ov_LxHxKxK': jnp.stack(rows)}
 
 
-def copying_score(ov_LxHxKxK) -> np.ndarray:
-  """OV copy score per layer and head (host, numpy): sum(Re ev) / sum(|ev|),
-  in [-1, 1]; 1 = the head copies the token it reads."""
-  ov = np.asarray(ov_LxHxKxK, np.float64)
-  if not np.isfinite(ov).all():  # a step without lenses (lenses.every), a diverged run
-    return np.full(ov.shape[:2], np.nan)
-  ev = np.linalg.eigvals(ov)
-  return ev.real.sum(-1) / np.maximum(np.abs(ev).sum(-1), 1e-30)
+def copying_score(ov_XxKxK) -> np.ndarray:
+  """OV copy score (host, numpy) of each matrix of a stack [..., K, K] (e.g.
+  per layer and head): sum(Re ev) / sum(|ev|), in [-1, 1]; 1 = the head copies
+  the token it reads. NaN for a matrix with a NaN (a step without lenses,
+  lenses.every; a diverged run)."""
+  ov = np.asarray(ov_XxKxK, np.float64)
+  out = np.full(ov.shape[:-2], np.nan)
+  ok = np.isfinite(ov).all((-2, -1))
+  if ok.any():
+    ev = np.linalg.eigvals(ov[ok])
+    out[ok] = ev.real.sum(-1) / np.maximum(np.abs(ev).sum(-1), 1e-30)
+  return out
 
 
 # ------------------------------------------------------------- geometry ---

@@ -300,11 +300,15 @@ class Program:
                                    prefix=f'{name}/')
       m.update(source.evaluate(metrics, data[name], jax.random.fold_in(key, i)))
     if self._prompts['track']:
-      # Its own key (greedy today, but never the eval windows' keys).
-      toks = self._generate_run(state['params'], self._prompts, self._prompts['n_track'],
-                                sampler_lib.GREEDY.arrays(), jax.random.fold_in(key, 1000))
-      exp, emask = self._prompts['expected'], self._prompts['expected_mask']
-      right = ((toks == exp) | (emask == 0)).all(-1)
+      if self._prompts['teacher'] is not None:
+        t = self._prompts['teacher']
+        logits, _ = model(jnp.asarray(t['x']))
+        right = ((logits.argmax(-1) == t['y']) | (t['w'] == 0)).all(-1)
+      else:  # its own key (greedy today, but never the eval windows' keys)
+        toks = self._generate_run(state['params'], self._prompts, self._prompts['n_track'],
+                                  sampler_lib.GREEDY.arrays(), jax.random.fold_in(key, 1000))
+        exp, emask = self._prompts['expected'], self._prompts['expected_mask']
+        right = ((toks == exp) | (emask == 0)).all(-1)
       n = len(self._tracked)
       for i, p in enumerate(self._tracked):
         m[f'generation/{p}'] = right[i].astype(jnp.float32)
@@ -399,7 +403,24 @@ class Program:
       for i, e in enumerate(exp):
         out['expected'][i, :len(e)] = e
         out['expected_mask'][i, :len(e)] = 1
+      out['teacher'] = self._teacher_forced(out['tokens'], out['lengths'], exp)
     return out
+
+  def _teacher_forced(self, tokens, lengths, expected):
+    """Greedy decoding yields the expected text iff at every expected position
+    the argmax given the expected prefix is the expected token; so exact match
+    is one forward pass over prompt + expected (inputs x, targets y, the scored
+    positions w) instead of len(expected) decoding steps. None where the
+    sequence would not fit the model's context (then the eval decodes)."""
+    seqs = [list(t[:n]) + list(e) for t, n, e in zip(tokens, lengths, expected)]
+    width = max(map(len, seqs)) - 1
+    if self.window or width > (self.context or self.max_len):
+      return None
+    x, y, w = (np.zeros((len(seqs), width), np.int32) for _ in range(3))
+    for i, (seq, n, e) in enumerate(zip(seqs, lengths, expected)):
+      x[i, :len(seq) - 1], y[i, :len(seq) - 1] = seq[:-1], seq[1:]
+      w[i, n - 1:n - 1 + len(e)] = 1
+    return {'x': x, 'y': y, 'w': w}
 
   def _generate_run(self, params, prompts, n_new, settings, key):
     """The continuation of every prompt (tinyjax.sampler); after a stop token
@@ -410,11 +431,14 @@ class Program:
     return toks
 
   def generations(self, params, n_new: int, prompts=None, settings=None,
-                  seed: int = 0, constraint=None, beam: int = 0) -> list[dict[str, str]]:
+                  seed: int = 0, constraint=None, beam: int = 0,
+                  select=None) -> list[dict[str, str]]:
     """Host helper: {prompt: completion text} for every run in params, with
     eval's sampler settings unless `settings` (a sampler.Settings) is given;
     optionally under a constraint (a logits-mask hook, e.g. pilish.Pilish) and
-    by beam search (beam > 0) instead of sampling."""
+    by beam search (beam > 0) instead of sampling. `select` takes the
+    tokens [R, P, n] to the host (default: all runs; tinyjax.train: the runs
+    this process owns)."""
     prompts = tuple(self.task.prompts if prompts is None else prompts)
     if not prompts:
       return [{} for _ in range(jax.tree.leaves(params)[0].shape[0])]
@@ -422,7 +446,8 @@ class Program:
     n_new = self.max_new_tokens(n_new, int(enc['lengths'].max()))
     settings = (settings or self.settings).arrays()
     key = jax.random.key(seed)
-    toks = np.asarray(self.generate(params, enc, n_new, settings, key, constraint, beam))
+    toks = self.generate(params, enc, n_new, settings, key, constraint, beam)
+    toks = np.asarray(toks) if select is None else select(toks)
     return [{p: self.task.vocab.decode(toks[r, i]) for i, p in enumerate(prompts)}
             for r in range(toks.shape[0])]
 
@@ -461,19 +486,20 @@ def _nan_like(shapes):
   return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
 
 
-def flatten_row(row: dict[str, np.ndarray], r: int) -> dict[str, float]:
-  """One run's metrics from a stacked row, with per-head values (a name
-  ending in _LxH) named <name>/layer<l>/head<h>."""
+def flatten_rows(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """Stacked rows {name: [G, R, ...]} as one [G, R] column per scalar: a
+  per-head value (a name ending in _LxH) becomes <name>/layer<l>/head<h>; the
+  OV circuits become their copy scores (eigenvalues, on the host)."""
   out = {}
-  for k, v in row.items():
-    v = np.asarray(v[r])
-    if k == 'copying_ov_LxHxKxK':  # the OV circuits' eigenvalues, on the host
+  for k, v in rows.items():
+    v = np.asarray(v)
+    if k == 'copying_ov_LxHxKxK':
       k, v = 'copying_LxH', lenses_lib.copying_score(v)
     if k.endswith('_LxH'):
       base = k[:-len('_LxH')]
-      for l in range(v.shape[0]):
-        for h in range(v.shape[1]):
-          out[f'{base}/layer{l}/head{h}'] = float(v[l, h])
+      for l in range(v.shape[-2]):
+        for h in range(v.shape[-1]):
+          out[f'{base}/layer{l}/head{h}'] = v[..., l, h]
     else:
-      out[k] = float(v)
+      out[k] = v
   return out

@@ -13,8 +13,6 @@ import os
 
 import numpy as np
 
-from tinyjax import writer
-
 
 def _fmt(v):
   return 'never' if v is None else str(v)
@@ -83,37 +81,57 @@ def table(summary: dict, config) -> tuple[str, list[str]]:
   return '\n'.join(lines), list(by_cond)
 
 
-def add_probes(summary: dict, config, metrics: dict[str, list[dict]]) -> None:
-  """Loss at the config's probe steps (report.loss_at), from each run's rows."""
+def add_probes(summary: dict, config, df) -> None:
+  """Loss at the config's probe steps (report.loss_at), from the metrics table."""
   probes = set(config.get('report', {}).get('loss_at', ()))
+  at = df[df['step'].isin(probes)]
+  by_run = {run: dict(zip(rows['step'].astype(str), rows['loss']))
+            for run, rows in at.groupby('run', sort=False)}
   for r in summary['runs']:
-    r['probe'] = {str(x['step']): x['loss'] for x in metrics[r['dir']]
-                  if x['step'] in probes}
+    r['probe'] = {k: (None if np.isnan(v) else float(v))
+                  for k, v in by_run.get(r['name'], {}).items()}
 
 
-def figure(summary: dict, config, metrics: dict[str, list[dict]], conds: list[str],
-           path: str) -> None:
+# A condition with more runs than this is drawn as its median and p10-p90
+# band plus SAMPLE_LINES single runs (a mean hides how sharp each run's
+# breakthrough is), not as one line per run.
+BAND_ABOVE, SAMPLE_LINES = 16, 8
+
+
+def figure(summary: dict, config, df, conds: list[str], path: str) -> None:
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
   runs = summary['runs']
   milestone = next(iter(config.milestones), None)
-  classes = list(config.task.get('classes', {}) or {})
-  content = f'loss/{classes[0]}' if classes else 'test/loss'
+  content = content_metric(config)
   colours = dict(zip(conds, plt.cm.viridis(np.linspace(0, 0.9, max(len(conds), 1)))))
+  cond_of = {r['name']: condition(r) for r in runs}
+  order = [r['name'] for r in runs]
   fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-  for r in runs:
-    rows = metrics[r['dir']]
-    steps = np.asarray([x['step'] for x in rows], float)
-    c = colours[condition(r)]
+  for cond in conds:
+    rows = df[df['run'].map(cond_of) == cond]
+    c = colours[cond]
+    n = rows['run'].nunique()
     for ax, key in ((axes[0], 'loss'), (axes[1], content)):
-      y = np.asarray([x.get(key) if x.get(key) is not None else np.nan for x in rows], float)
-      ax.plot(np.maximum(steps, 1), y, color=c, alpha=0.35, lw=0.8)
+      if key not in rows:
+        continue
+      table = rows.pivot(index='step', columns='run', values=key).dropna(how='all')
+      table = table[[r for r in order if r in table.columns]]
+      x = np.maximum(table.index.to_numpy(float), 1)
+      shown = table.columns[:SAMPLE_LINES] if n > BAND_ABOVE else table.columns
+      for run in shown:
+        ax.plot(x, table[run].to_numpy(float), color=c, alpha=0.35, lw=0.8)
+      if n > BAND_ABOVE:
+        q = np.nanpercentile(table.to_numpy(float), [10, 50, 90], axis=1)
+        ax.fill_between(x, q[0], q[2], color=c, alpha=0.2, lw=0)
+        ax.plot(x, q[1], color=c, lw=2)
   for ax, key in ((axes[0], 'loss'), (axes[1], content)):
     positive = any(np.nanmax(np.asarray(l.get_ydata(), float), initial=0) > 0
                    for l in ax.get_lines())
     ax.set(xscale='log', yscale='log' if positive else 'linear', xlabel='step',
-           ylabel=key, title=key)
+           ylabel=key, title=key + (f' (median, p10-p90 and {SAMPLE_LINES} runs per condition '
+                                    f'over {BAND_ABOVE} runs)' if len(runs) > BAND_ABOVE else ''))
   for cond in conds:
     axes[0].plot([], [], color=colours[cond], label=cond)
   axes[0].legend(fontsize=8)
@@ -133,13 +151,19 @@ def figure(summary: dict, config, metrics: dict[str, list[dict]], conds: list[st
   plt.close(fig)
 
 
+def content_metric(config) -> str:
+  classes = list(config.task.get('classes', {}) or {})
+  return f'loss/{classes[0]}' if classes else 'test/loss'
+
+
 def write(workdir: str, summary: dict, config) -> str:
   """Writes report.md and sweep.png; returns the printed form of the report."""
-  metrics = {r['dir']: writer.read_jsonl(os.path.join(workdir, r['dir'], 'metrics.jsonl'))
-             for r in summary['runs']}
-  add_probes(summary, config, metrics)
+  from tinyjax import results
+  df, _ = results.load(workdir, metrics=['loss', content_metric(config)],
+                       summary=summary)
+  add_probes(summary, config, df)
   text, conds = table(summary, config)
-  figure(summary, config, metrics, conds, os.path.join(workdir, 'sweep.png'))
+  figure(summary, config, df, conds, os.path.join(workdir, 'sweep.png'))
   n = len(summary['runs'])
   title = f'# Sweep report: {n} runs\n\n'
   with open(os.path.join(workdir, 'report.md'), 'w') as f:

@@ -20,6 +20,7 @@ flags.DEFINE_string('workdir', None, 'Output directory (resumed if it exists).')
 flags.DEFINE_bool('overwrite', False, 'Delete --workdir first instead of resuming.')
 flags.DEFINE_bool('progress', True, 'Show a progress bar.')
 cli.define_cpu_devices_flag()
+cli.define_distributed_flags()
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -31,6 +32,7 @@ def main(argv):
   from tinyjax import train  # after flag parsing: a bad flag fails fast
   from tinyjax.tasks import ConfigError
   try:
+    cli.initialize_distributed(FLAGS)
     summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir,
                                        overwrite=FLAGS.overwrite, progress=FLAGS.progress)
   except ConfigError as e:
@@ -41,6 +43,9 @@ def main(argv):
     print(f'tinyjax: stopped; resume with the same command (--workdir {FLAGS.workdir})',
           file=sys.stderr)
     sys.exit(130)
+  import jax
+  if jax.process_index():  # process 0 speaks for the job
+    return
   from tinyjax import report
   print(report.brief(summary))
   print(f'outputs in {FLAGS.workdir}: summary.json, config.json, checkpoints/, and per run '

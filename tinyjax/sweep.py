@@ -24,6 +24,11 @@ class Group:
   config: object            # the config with this group's static values set
   runs: list[dict]          # [{'name', 'hparams': {hp name: value}, 'swept': {...}}]
 
+  @property
+  def rel_names(self) -> list[str]:
+    """Run names within the group's directory ('lr=0.1/seed=3')."""
+    return [r['name'][len(self.name) + 1:] if self.name else r['name'] for r in self.runs]
+
 
 def _grid_axes(node, prefix=''):
   """Flattens the nested sweep.grid into [(dotted path, values)]."""

@@ -26,6 +26,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 import tqdm
 
 from tinyjax import checkpoint as ckpt_lib
+from tinyjax import distributed
 from tinyjax import model as model_lib
 from tinyjax import program as program_lib
 from tinyjax import sweep as sweep_lib
@@ -169,23 +170,34 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False,
   # All errors before any write; a resumed text task keeps its saved tokenizer.
   resume = not overwrite and os.path.exists(os.path.join(workdir, 'config.json'))
   tasks = [build_task(g.config, workdir if resume else None, g.name) for g in groups]
+  main = distributed.is_main()
   try:
-    prepare_workdir(config, workdir, overwrite)
-    for g, task in zip(groups, tasks):
-      if hasattr(task.vocab, 'save'):
-        os.makedirs(os.path.join(workdir, g.name), exist_ok=True)
-        task.vocab.save(tokenizer_path(workdir, g.name))
+    if main:
+      prepare_workdir(config, workdir, overwrite)
+      for g, task in zip(groups, tasks):
+        if hasattr(task.vocab, 'save'):
+          os.makedirs(os.path.join(workdir, g.name), exist_ok=True)
+          task.vocab.save(tokenizer_path(workdir, g.name))
+    distributed.barrier('workdir ready')
     summary = {'devices': [str(d) for d in jax.devices()], 'runs': []}
+    if jax.process_count() > 1:
+      summary['processes'] = jax.process_count()
     with _Sigint() as sigint:
       for group, task in zip(groups, tasks):
         summary['runs'] += train_group(group, task, workdir, sigint, progress)
         write_summary(workdir, summary)
         if sigint.hit and not all(r['complete'] for r in summary['runs']):
           raise Interrupted(workdir)
-    if len(summary['runs']) > 1:
+    if jax.process_count() > 1:
+      summary = merge_summaries(workdir, summary, groups, config)
+    if len(summary['runs']) > 1 and main:
       from tinyjax import report
       report.write(workdir, summary, config)
-      write_summary(workdir, summary)
+      write_summary(workdir, summary, merged=True)
+    if jax.process_count() > 1:
+      distributed.barrier('summary written')
+      with open(os.path.join(workdir, 'summary.json')) as f:
+        summary = json.load(f)
   except OSError as e:
     kept = [f'{g.name or "runs"}: step {ckpt_lib.latest_step(workdir, g.name)}' for g in groups
             if os.path.isdir(workdir) and ckpt_lib.latest_step(workdir, g.name) is not None]
@@ -201,16 +213,41 @@ def runs_mesh(n_runs: int | None = None):
   """A 1-D mesh over every device (or the first n_runs of them: one run is not
   padded to eight); runs are independent, so auto sharding propagates the
   `runs` axis through the whole program without communication."""
-  n = jax.device_count() if n_runs is None else min(n_runs, jax.device_count())
+  n = jax.device_count()
+  if n_runs is not None and jax.process_count() == 1:  # many processes: all take part
+    n = min(n_runs, n)
   return jax.make_mesh((n,), ('runs',), axis_types=(jax.sharding.AxisType.Auto,),
                        devices=jax.devices()[:n])
 
 
-def write_summary(workdir, summary):
-  path = os.path.join(workdir, 'summary.json')
+def write_summary(workdir, summary, merged: bool = False):
+  """summary.json (in a multi-process job each process writes its share,
+  parts/summary.pK.json, until process 0 has merged them: merge_summaries)."""
+  path = (os.path.join(workdir, 'summary.json') if merged or jax.process_count() == 1
+          else distributed.part_path(workdir, 'summary'))
+  os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path + '.tmp', 'w') as f:
     json.dump(summary, f, indent=2)
   os.replace(path + '.tmp', path)
+
+
+def merge_summaries(workdir, summary, groups, config) -> dict:
+  """After every process has finished: process 0 joins their shares in run
+  order and writes the across-seed TensorBoard files, which need every run."""
+  distributed.barrier('all runs finished')
+  if not distributed.is_main():
+    return summary
+  runs = []
+  for k in range(jax.process_count()):
+    with open(os.path.join(workdir, 'parts', f'summary.p{k}.json')) as f:
+      runs += json.load(f)['runs']
+  order = {r['name']: i for i, r in enumerate(r for g in groups for r in g.runs)}
+  summary = {**summary, 'runs': sorted(runs, key=lambda r: order[r['name']])}
+  if writer_lib.output_settings(config)['across_seeds']:
+    for g in groups:
+      writer_lib.across_seeds_from_files(os.path.join(workdir, g.name), g.rel_names)
+  write_summary(workdir, summary, merged=True)
+  return summary
 
 
 def _pad(tree, n_pad):
@@ -285,33 +322,70 @@ def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
     hp = prog.with_init(hp)
     print(f'tinyjax: resuming {group.name or "runs"} from step {start}', flush=True)
 
-  run_dirs = [os.path.join(workdir, r['name']) for r in runs]
-  writers = [writer_lib.RunWriter(d, start, {**r['hparams'], **r['swept']},
-                                  ['loss', *(f'loss/{c}' for c in task.class_names)])
-             for d, r in zip(run_dirs, runs)]
-  out = writer_lib.AsyncWriter(writers)
+  # This process's runs (all of them in one process); `fetch` brings their
+  # part of a runs-sharded array to the host, in run order.
+  own = distributed.owned(hp['seed'])
+  mine = own[own < n_runs]
+  pos = {int(i): j for j, i in enumerate(mine)}
+
+  def fetch(tree, axis=0):
+    def one(x):
+      return np.take(distributed.local(x, axis), np.searchsorted(distributed.owned(x, axis), mine),
+                     axis=axis)
+    return jax.tree.map(one, tree)
+
+  group_dir = os.path.join(workdir, group.name)
+  rel = group.rel_names
+  settings = writer_lib.output_settings(config)
+  columns = writer_lib.Columns(group_dir, mine, start, distributed.process_index(),
+                               clear_all=distributed.is_main())
+  all_file_runs = writer_lib.file_runs(rel, settings)
+  file_runs = [i for i in all_file_runs if i in pos]
+  writers = {i: writer_lib.RunWriter(os.path.join(workdir, runs[i]['name']), start,
+                                     {**runs[i]['hparams'], **runs[i]['swept']},
+                                     ['loss', *(f'loss/{c}' for c in task.class_names)])
+             for i in file_runs}
+  # Live seed statistics need every run on this host; a multi-process job
+  # writes them from the columnar files at the end (write_across_seeds).
+  across = (writer_lib.AcrossSeeds(group_dir, rel, start)
+            if settings['across_seeds'] and jax.process_count() == 1 else None)
+  out = writer_lib.AsyncWriter([columns, *writers.values(), *([across] if across else [])])
+  distributed.barrier(f'writers of {group.name}')  # stale files are gone everywhere
   ckpt_steps = checkpoint_steps(config)
   log_every = config.train.log_every
-  bar = tqdm.tqdm(total=config.train.steps, initial=start, disable=not progress,
+  main = distributed.is_main()
+  if main and len(all_file_runs) < n_runs and start == 0:
+    print(f'tinyjax: {n_runs} runs in {group.name or "the sweep"}: metrics of every run in '
+          f'{os.path.join(group_dir, "metrics")}/ (tinyjax.results.load), per-run files for '
+          f'{len(all_file_runs)} (output.per_run_files, output.sample_seeds)',
+          flush=True)
+  bar = tqdm.tqdm(total=config.train.steps, initial=start, disable=not (progress and main),
                   desc=(group.name or f'{n_runs} run' + ('s' if n_runs > 1 else ''))
                   + (f' on {n_dev} {mesh.devices.flat[0].platform} devices' if n_dev > 1 else ''),
                   unit='step', dynamic_ncols=True)
 
   def write_rows(first_step, n_rows, rows):
-    for g in range(n_rows):
-      step = first_step + g * log_every
-      row = {k: v[g] for k, v in rows.items()}
-      for r, w in enumerate(writers):
-        w.write(step, program_lib.flatten_row(row, r))
+    """On the writer thread: rows {name: [G, R_mine, ...]} of steps
+    first_step, + log_every, ... to every sink."""
+    cols = program_lib.flatten_rows({k: v[:n_rows] for k, v in rows.items()})
+    steps = first_step + log_every * np.arange(n_rows)
+    columns.write('metrics', steps, cols)
+    if across is not None:
+      across.write(steps, cols)
+    for i, w in writers.items():
+      for g, step in enumerate(steps):
+        w.write(int(step), {k: float(v[g, pos[i]]) for k, v in cols.items()})
 
   def write_lenses(step, rows):
     """On the writer thread: waits for the device's lens rows, writes them."""
-    rows = {k: v[:n_runs] for k, v in jax.device_get(rows).items()}
+    rows = fetch(rows)
     images = rows.pop('attn_image_LxHxTxT', None)
-    for r, w in enumerate(writers):
-      w.write_lenses(step, program_lib.flatten_row(rows, r),
-                     lens_images(images[r]) if images is not None
-                     and r < prog.lens.attention_images else None)
+    cols = program_lib.flatten_rows({k: v[None] for k, v in rows.items()})
+    columns.write('lenses', [step], cols)
+    for i, w in writers.items():
+      w.write_lenses(step, {k: float(v[0, pos[i]]) for k, v in cols.items()},
+                     lens_images(images[pos[i]]) if images is not None
+                     and i < prog.lens.attention_images else None)
 
   def save(step, st):
     """Checkpoints the real runs (not the padding), so any device count
@@ -323,13 +397,13 @@ def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
 
   def finish(chunk_start, n, rows, state_after):
     """Fetches a chunk's rows (waits for the device), queues the writes."""
-    rows = {k: v[:, :n_runs] for k, v in jax.device_get(rows).items()}
+    rows = fetch(rows, axis=1)
     n_rows = math.ceil(n / log_every)
     out.submit(write_rows, chunk_start, n_rows, rows)
     bar.update(n)
     loss = rows['loss'][n_rows - 1]
-    bar.set_postfix(loss=f'{np.nanmedian(loss):.4f}' if n_runs == 1 or np.isfinite(loss).any()
-                    else 'nan')
+    if main:
+      bar.set_postfix(loss=f'{np.nanmedian(loss):.4f}' if np.isfinite(loss).any() else 'nan')
     end = chunk_start + n
     if end in ckpt_steps or sigint.hit:
       out.flush()  # metrics before `end` are on disk before the checkpoint
@@ -365,20 +439,23 @@ def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
   # `end`, generations, summary entries.
   warm.join()
   state, final = prog.evaluate(state, hp, data, end)
-  final = {k: v[:n_runs] for k, v in jax.device_get(final).items()}
+  final = fetch(final)
   out.submit(write_rows, end, 1, {k: v[None] for k, v in final.items()})
   out.close()
   mgr.wait_until_finished()
   bar.close()
-  gens = prog.generations(state['params'], config.eval.max_new_tokens)
-  milestones = np.asarray(state['milestones'])[:n_runs]
-  diverged = np.asarray(state['diverged_step'])[:n_runs]
+  gens = prog.generations(state['params'], config.eval.max_new_tokens, select=fetch)
+  milestones = fetch(state['milestones'])
+  diverged = fetch(state['diverged_step'])
+  final = program_lib.flatten_rows({k: v[None] for k, v in final.items()})
   results = []
-  for r, run in enumerate(runs):
-    entry = {'name': run['name'], 'dir': run['name'],
+  for r, i in enumerate(mine):
+    run = runs[i]
+    entry = {'name': run['name'], 'dir': run['name'], 'group': group.name, 'index': int(i),
+             'files': i in writers,
              'hparams': {**run['hparams'], **run['swept']}, 'swept': run['swept'],
              'num_params': prog.num_params, 'complete': end >= config.train.steps,
-             'final': {'step': end, **program_lib.flatten_row(final, r)}}
+             'final': {'step': end, **{k: float(v[0, r]) for k, v in final.items()}}}
     for k, (name, *_) in enumerate(prog.milestones):
       entry[name] = int(milestones[r, k]) if milestones[r, k] >= 0 else None
     entry['diverged'] = bool(diverged[r] >= 0)

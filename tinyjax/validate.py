@@ -64,6 +64,15 @@ def check(config):
     _require(ls.llc_epsilon > 0, 'lenses.llc_epsilon', ls.llc_epsilon, 'use > 0')
     _require(ls.every >= 0 and ls.every % t.log_every == 0, 'lenses.every', ls.every,
              f'use 0 (every logged step) or a multiple of train.log_every={t.log_every}')
+  if 'output' in config:
+    from tinyjax import writer
+    for name in config.output:
+      _require(name in writer.OUTPUT_DEFAULTS, f'output.{name}', config.output[name],
+               f'no such output setting; the settings are {sorted(writer.OUTPUT_DEFAULTS)}')
+    out = writer.output_settings(config)
+    for name in ('per_run_files', 'sample_seeds'):
+      _require(isinstance(out[name], int) and out[name] >= 0, f'output.{name}', out[name],
+               'use an integer >= 0')
   s = config.sweep
   _require(s.seeds >= 0, 'sweep.seeds', s.seeds, 'use 0 (off) or N > 0 (seeds 0..N-1)')
   for lr in s.lrs:

@@ -1,5 +1,16 @@
-"""Writes metric rows off the training thread: metrics.jsonl + TensorBoard
-(and the checkpoint lenses' rows: lenses.jsonl).
+"""Writes metric rows off the training thread.
+
+Per group of runs (WORKDIR/[GROUP/]):
+  metrics/STEP.pK.npz   every run's rows of one chunk, columnar: '__step__' [G],
+                        '__run__' [R] (run index in the group), one [G, R] float32
+                        array per metric (K: the process that wrote it);
+  lenses/STEP.pK.npz    the same for the checkpoint lenses' rows;
+  across_seeds/COND/    TensorBoard: mean and p10/p50/p90 over the seeds of each
+                        condition (e.g. lr=0.1), one line per quantile;
+and per run (RUN/: every run of a group up to `output.per_run_files` runs,
+else the first `output.sample_seeds` seeds of each condition):
+  metrics.jsonl, lenses.jsonl and a TensorBoard event file.
+tinyjax.results.load reads the columnar files back as one table.
 
 The host loop hands over whole chunks of rows (numpy, already on the host) and
 goes back to the device at once; a background thread formats and writes them.
@@ -9,12 +20,14 @@ before a checkpoint so that a checkpoint never runs ahead of its metrics.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
 import queue
 import threading
 
+import numpy as np
 import tensorboardX
 from tensorboardX.proto.summary_pb2 import Summary
 from tensorboardX.summary import hparams as tb_hparams
@@ -47,6 +60,168 @@ def truncate_jsonl(path: str, before_step: int):
 
 def _clean(v):
   return v if math.isfinite(v) else None
+
+
+OUTPUT_DEFAULTS = {
+    'per_run_files': 16,   # groups up to this many runs: files for every run;
+    'sample_seeds': 4,     # bigger groups: for this many seeds per condition;
+    'across_seeds': True,  # TensorBoard mean and quantiles over seeds per condition.
+}
+QUANTILES = (10, 50, 90)
+
+
+def output_settings(config) -> dict:
+  return {**OUTPUT_DEFAULTS, **dict(config.get('output', {}))}
+
+
+def condition_name(rel_name: str) -> str:
+  """A run's condition: its name without the seed ('lr=0.1/seed=3' -> 'lr=0.1')."""
+  return '/'.join(p for p in rel_name.split('/') if not p.startswith('seed=')) or 'all'
+
+
+def conditions(rel_names: list[str]) -> dict[str, list[int]]:
+  """{condition: indices of its runs}, in run order."""
+  out: dict[str, list[int]] = {}
+  for i, n in enumerate(rel_names):
+    out.setdefault(condition_name(n), []).append(i)
+  return out
+
+
+def file_runs(rel_names: list[str], settings: dict) -> list[int]:
+  """The runs of a group that get their own metrics.jsonl and event file."""
+  if len(rel_names) <= settings['per_run_files']:
+    return list(range(len(rel_names)))
+  return sorted(i for idx in conditions(rel_names).values()
+                for i in idx[:settings['sample_seeds']])
+
+
+def _fsync_write(path: str, write):
+  tmp = path + '.tmp'
+  with open(tmp, 'wb') as f:
+    write(f)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+class Columns:
+  """WORKDIR/[GROUP/]{metrics,lenses}/STEP.pK.npz for the runs a process owns."""
+
+  KINDS = ('metrics', 'lenses')
+
+  def __init__(self, group_dir: str, runs_R, start_step: int, process: int = 0,
+               clear_all: bool = True):
+    """Removes rows a resume from `start_step` redoes: metrics at steps >=
+    start, lens rows after it (a resumed checkpoint's own lens row stays);
+    of every process when clear_all, else of this one."""
+    self.runs_R = np.asarray(runs_R, np.int32)
+    self.process = process
+    self.dirs = {k: os.path.join(group_dir, k) for k in self.KINDS}
+    for kind, d in self.dirs.items():
+      for path in glob.glob(os.path.join(d, '*.npz' if clear_all else f'*.p{process}.npz')):
+        step = int(os.path.basename(path).split('.')[0])
+        if step >= start_step if kind == 'metrics' else (step > start_step or not start_step):
+          os.remove(path)
+
+  def write(self, kind: str, steps_G, cols: dict[str, np.ndarray]):
+    steps_G = np.asarray(steps_G, np.int64)
+    os.makedirs(self.dirs[kind], exist_ok=True)
+    path = os.path.join(self.dirs[kind], f'{steps_G[0]:09d}.p{self.process}.npz')
+    arrays = {'__step__': steps_G, '__run__': self.runs_R,
+              **{k: np.asarray(v, np.float32) for k, v in cols.items()}}
+    _fsync_write(path, lambda f: np.savez(f, **arrays))
+
+  def flush(self):  # every file is complete (fsync-ed, renamed) when written
+    pass
+
+  close = flush
+
+
+def read_columns(group_dir: str, kind: str = 'metrics'):
+  """Yields (steps_G, runs_R, {metric: [G, R]}) per chunk in step order, the
+  files of every process of that chunk joined along the runs axis."""
+  by_step: dict[int, list[str]] = {}
+  for path in glob.glob(os.path.join(group_dir, kind, '*.npz')):
+    by_step.setdefault(int(os.path.basename(path).split('.')[0]), []).append(path)
+  for step in sorted(by_step):
+    parts = []
+    for path in sorted(by_step[step]):
+      with np.load(path) as z:
+        parts.append({k: z[k] for k in z.files})
+    steps_G = parts[0]['__step__']
+    runs_R = np.concatenate([p['__run__'] for p in parts])
+    names = [k for k in dict.fromkeys(k for p in parts for k in p) if not k.startswith('__')]
+    missing = lambda p: np.full((len(steps_G), len(p['__run__'])), np.nan, np.float32)
+    yield steps_G, runs_R, {k: np.concatenate([p.get(k, missing(p)) for p in parts], 1)
+                            for k in names}
+
+
+def seed_stats(x_XxR) -> dict[str, np.ndarray]:
+  """Mean and QUANTILES (linear interpolation, as np.percentile) over the
+  last axis, of the finite values only (NaN where none): one sort for all
+  metrics and steps at once (np.nanpercentile loops in Python)."""
+  finite = np.isfinite(x_XxR)
+  n = finite.sum(-1)
+  sorted_XxR = np.sort(np.where(finite, x_XxR, np.inf), axis=-1)
+  with np.errstate(invalid='ignore', divide='ignore'):
+    out = {'mean': np.where(n > 0, np.where(finite, x_XxR, 0).sum(-1) / n, np.nan)}
+  for q in QUANTILES:
+    pos = np.maximum(n - 1, 0) * q / 100
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+    a = np.take_along_axis(sorted_XxR, lo[..., None], -1)[..., 0]
+    b = np.take_along_axis(sorted_XxR, hi[..., None], -1)[..., 0]
+    with np.errstate(invalid='ignore'):
+      v = a + (b - a) * (pos - lo)
+    out[f'p{q}'] = np.where(n > 0, np.where(a == b, a, v), np.nan)
+  return out
+
+
+class AcrossSeeds:
+  """TensorBoard event files of the seeds' mean and quantiles per condition."""
+
+  def __init__(self, group_dir: str, rel_names: list[str], start_step: int):
+    self.conds = {c: np.asarray(i) for c, i in conditions(rel_names).items() if len(i) > 1}
+    # purge_step: a resume drops the events it redoes, as RunWriter does.
+    self.tb = {c: tensorboardX.SummaryWriter(os.path.join(group_dir, 'across_seeds', c),
+                                             purge_step=start_step or None, flush_secs=30)
+               for c in self.conds}
+
+  def write(self, steps_G, cols: dict[str, np.ndarray], runs_R=None):
+    """cols: {metric: [G, R]} over the group's runs `runs_R` (default all)."""
+    pos = None if runs_R is None else {int(r): j for j, r in enumerate(runs_R)}
+    for cond, idx in self.conds.items():
+      if pos is not None:
+        idx = np.asarray([pos[i] for i in idx if i in pos])
+        if len(idx) < 2:
+          continue
+      names = list(cols)
+      x_MxGxR = np.stack([np.asarray(cols[k], np.float64)[:, idx] for k in names])
+      stats = seed_stats(x_MxGxR)
+      values = [[] for _ in steps_G]
+      for stat, s_MxG in stats.items():
+        for m, g in zip(*np.nonzero(np.isfinite(s_MxG))):
+          values[g].append(Summary.Value(tag=f'{names[m]}/{stat}', simple_value=s_MxG[m, g]))
+      for step, vals in zip(steps_G, values):
+        if vals:
+          self.tb[cond]._get_file_writer().add_summary(Summary(value=vals), int(step))
+
+  def flush(self):
+    for w in self.tb.values():
+      w.flush()
+
+  def close(self):
+    for w in self.tb.values():
+      w.close()
+
+
+def across_seeds_from_files(group_dir: str, rel_names: list[str]):
+  """Writes across_seeds/ from the columnar files of every process (after a
+  multi-process job, where no process held every run while training)."""
+  out = AcrossSeeds(group_dir, rel_names, 0)
+  for steps_G, runs_R, cols in read_columns(group_dir):
+    out.write(steps_G, cols, runs_R)
+  out.close()
 
 
 class RunWriter:
@@ -103,10 +278,11 @@ class RunWriter:
 
 
 class AsyncWriter:
-  """One background thread writing for every run of a group."""
+  """One background thread writing for a whole group: `sinks` are the
+  writers (Columns, RunWriter, AcrossSeeds) flushed and closed with it."""
 
-  def __init__(self, writers: list[RunWriter]):
-    self.writers = writers
+  def __init__(self, sinks: list):
+    self.sinks = sinks
     self.q: queue.Queue = queue.Queue()
     self.error: BaseException | None = None
     self.thread = threading.Thread(target=self._loop, daemon=True)
@@ -119,7 +295,7 @@ class AsyncWriter:
         if item is None:
           return
         if isinstance(item, threading.Event):
-          for w in self.writers:
+          for w in self.sinks:
             w.flush()
           item.set()
           continue
@@ -146,7 +322,7 @@ class AsyncWriter:
     self.flush()
     self.q.put(None)
     self.thread.join()
-    for w in self.writers:
+    for w in self.sinks:
       w.close()
     self._raise()
 

@@ -128,6 +128,14 @@ def get_config(arg=None):
   c.checkpoint.log_spaced = False
   c.checkpoint.keep = 0
 
+  # --- Output (README "What a run writes"): every run's metrics go to the
+  # columnar GROUP/metrics/ files; metrics.jsonl + TensorBoard per run only
+  # for small groups, else for a few seeds per condition.
+  c.output = ml_collections.ConfigDict()
+  c.output.per_run_files = 16  # groups of up to this many runs: files for every run;
+  c.output.sample_seeds = 4    # bigger groups: for this many seeds per condition.
+  c.output.across_seeds = True  # TensorBoard mean, p10/p50/p90 over seeds per condition.
+
   c.sweep = ml_collections.ConfigDict()
   c.sweep.seeds = 0
   c.sweep.lrs = ()

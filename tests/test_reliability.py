@@ -173,7 +173,9 @@ def test_a_full_disk_gives_a_clear_error_and_earlier_checkpoints_resume(timmy, t
 def test_an_unwritable_workdir_is_a_clear_error(timmy, tmp_path):
   blocker = tmp_path / 'file'
   blocker.write_text('not a directory')
-  with pytest.raises(train.WriteError, match='nothing to resume from'):
+  # A workdir that cannot be created is the person's mistake (exit 2 in the
+  # CLI, before anything is written); failures while writing are WriteError.
+  with pytest.raises(ConfigError, match='cannot be created .Not a directory'):
     train.train_and_evaluate(_cfg(timmy, steps=20), str(blocker / 'w'), progress=False)
 
 

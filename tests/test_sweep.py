@@ -4,6 +4,7 @@ import json
 import os
 import textwrap
 
+import numpy as np
 import pytest
 
 from tests.conftest import LENSES_OFF_FLAGS, run_cli
@@ -73,6 +74,52 @@ def test_a_run_in_a_sweep_matches_the_same_run_alone(timmy, tmp_path):
   twin_rows = df[(df.lr == 0.03) & (df.seed == 2)]
   assert twin_rows['loss'].tolist() == [r['loss'] for r in rows_s]
   assert summary['runs'][0]['name'] == df['run'].iloc[0]
+
+
+def test_a_big_sweep_writes_every_run_columnar_a_sample_per_run_and_seed_quantiles(
+    timmy, tmp_path):
+  from tensorboard.backend.event_processing import event_accumulator
+  from tinyjax import results
+  cfg = _small(timmy, steps=60, seeds=3, lrs=(0.03, 0.1))
+  with cfg.unlocked():
+    cfg.output = {'per_run_files': 4, 'sample_seeds': 2, 'across_seeds': True}
+  w = tmp_path / 'big'
+  summary = train.train_and_evaluate(cfg, str(w), progress=False)
+  # 6 runs > 4: per-run files for seeds 0 and 1 of each learning rate only.
+  with_files = {r['name'] for r in summary['runs'] if r['files']}
+  assert with_files == {f'lr={lr}/seed={s}' for lr in ('0.03', '0.1') for s in (0, 1)}
+  for r in summary['runs']:
+    assert (w / r['name'] / 'metrics.jsonl').exists() == (r['name'] in with_files)
+  df, _ = results.load(str(w))
+  assert df['run'].nunique() == 6 and set(df['step']) == set(range(0, 61, 10))
+  rows = writer.read_jsonl(str(w / 'lr=0.1' / 'seed=1' / 'metrics.jsonl'))
+  run = df[df.run == 'lr=0.1/seed=1']
+  assert run['loss'].tolist() == [r['loss'] for r in rows]
+  assert results.run_rows(str(w))['lr=0.1/seed=1'] == rows
+  # TensorBoard across seeds: one directory per learning rate, quantiles of all 3 seeds.
+  assert sorted(os.listdir(w / 'across_seeds')) == ['lr=0.03', 'lr=0.1']
+  acc = event_accumulator.EventAccumulator(str(w / 'across_seeds' / 'lr=0.1')).Reload()
+  for stat, fn in (('p50', np.median), ('mean', np.mean), ('p90', lambda x: np.percentile(x, 90))):
+    events = acc.Scalars(f'loss/{stat}')
+    assert [e.step for e in events] == list(range(0, 61, 10))
+    for e in events:
+      x = df[(df.lr == 0.1) & (df.step == e.step)]['loss'].to_numpy()
+      assert len(x) == 3 and e.value == pytest.approx(fn(x), rel=1e-6)
+
+
+def test_seed_stats_are_numpys_nan_aware_statistics():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(4, 5, 17))
+  x[0, 0] = np.nan                     # an all-NaN row: no value
+  x[1, 2, :7] = np.nan                 # diverged runs are left out
+  x[2, 3, 3] = np.inf
+  s = writer.seed_stats(x)
+  ref = np.where(np.isfinite(x), x, np.nan)
+  with np.errstate(all='ignore'), pytest.warns(RuntimeWarning):
+    np.testing.assert_allclose(s['mean'], np.nanmean(ref, -1), rtol=1e-12)
+    for q in writer.QUANTILES:
+      np.testing.assert_allclose(s[f'p{q}'], np.nanpercentile(ref, q, -1), rtol=1e-12)
+  assert np.isnan(s['p50'][0, 0]) and np.isfinite(s['p50'][1, 2])
 
 
 SHARD_CHECK = textwrap.dedent('''

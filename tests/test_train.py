@@ -7,6 +7,7 @@ import os
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.conftest import run_cli
@@ -95,6 +96,10 @@ def test_resume_equals_uninterrupted(timmy, tmp_path):
   resumed = train.train_and_evaluate(cfg, str(b), progress=False)
   assert resumed == full
   assert open(path).read() == open(tmp_path / 'a' / 'seed=0' / 'metrics.jsonl').read()
+  # The columnar rows after step 50 were written before the crash: the resume
+  # replaced them, none twice.
+  from tinyjax import results
+  pd.testing.assert_frame_equal(results.load(str(b))[0], results.load(str(tmp_path / 'a'))[0])
 
 
 def test_different_config_in_same_workdir_is_refused(timmy, tmp_path):
@@ -143,9 +148,16 @@ def test_cli_trains_and_generates(tmp_path):
     ('--config.train.stepz=5', 'stepz'),
     ('--config.model.n_heads=3', 'n_heads'),
     ('--config.train.steps=abc', 'steps'),
+    ('--config.output.per_run_files=-1', 'output.per_run_files'),
+    ('--cpu_devices=-1', '--cpu_devices'),
+    ('stray', 'unexpected arguments: stray'),
+    ('--workdir_is_under_a_file', 'cannot be created'),
 ])
 def test_cli_bad_value_is_one_line_exit_2_and_writes_nothing(tmp_path, flag, needle):
   w = tmp_path / 'w'
+  if flag == '--workdir_is_under_a_file':
+    (tmp_path / 'f').write_text('')
+    flag, w = '--progress', tmp_path / 'f' / 'w'
   r = run_cli('-m', 'tinyjax.run', '--config', 'configs/timmy.py', flag, '--workdir',
               str(w), timeout=60)
   assert r.returncode == 2

@@ -130,8 +130,7 @@ def bench_case(runs: int, steps: int, root: str, repeats: int, plain_1: bool) ->
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  del argv  # cli.parse_flags refused any
   cases = []
   for c in FLAGS.cases:
     try:

@@ -16,6 +16,10 @@ def parse_flags(argv):
   fl = flags.FLAGS
   try:
     rest = fl(argv)
+    if len(rest) > 1:
+      fail(f'unexpected arguments: {" ".join(rest[1:])} (every option is a --flag; see --help)')
+    if 'cpu_devices' in fl and fl.cpu_devices < 0:
+      fail(f'--cpu_devices: {fl.cpu_devices} is not allowed; use 0 (one per core) or N > 0')
     if 'config' in fl:
       _ = list(fl.config.keys())  # config files load lazily; fail here, not later
     return rest

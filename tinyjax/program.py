@@ -46,6 +46,14 @@ TRACED = {
 OPS = {'<': jnp.less, '<=': jnp.less_equal, '>': jnp.greater, '>=': jnp.greater_equal}
 
 
+def chunk_steps(config) -> int:
+  """Steps per compiled chunk: train.chunk_steps, or fewer for a run shorter
+  than that (a chunk's rows are [chunk_steps / log_every, runs, ...] however
+  few steps it runs: a 300-step run would fetch 100 rows per chunk, 70 NaN)."""
+  t = config.train
+  return min(t.chunk_steps, -(-t.steps // t.log_every) * t.log_every)
+
+
 def base_hparams(config) -> dict[str, float]:
   """The traced hyperparameters of `config` as {name: value}.
 
@@ -81,7 +89,7 @@ class Program:
     self.eval_every = config.eval.every or config.train.log_every
     # Explicit eval steps (tiny-llm's CHECKPOINTS) replace eval.every.
     self.eval_steps = np.asarray(config.eval.get('steps', ()) or [-1], np.int32)
-    self.groups_per_chunk = config.train.chunk_steps // self.log_every
+    self.groups_per_chunk = chunk_steps(config) // self.log_every
     self.milestones = [(name, *spec) for name, spec in config.milestones.items()]
     abstract = nnx.eval_shape(lambda: model_lib.build(
         config.model, self.vocab_size, self.max_len, nnx.Rngs(0)))

@@ -25,8 +25,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  del argv  # cli.parse_flags refused any
   logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
   cli.set_cpu_devices(FLAGS.cpu_devices)
   from tinyjax import train  # after flag parsing: a bad flag fails fast

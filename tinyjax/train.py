@@ -82,7 +82,7 @@ def checkpoint_steps(config) -> set[int]:
 
 
 def chunk_schedule(config, start: int) -> list[tuple[int, int]]:
-  steps, size = config.train.steps, config.train.chunk_steps
+  steps, size = config.train.steps, program_lib.chunk_steps(config)
   bounds = sorted({b for b in checkpoint_steps(config) | set(range(0, steps, size))
                    | {steps} if start <= b <= steps})
   out = []
@@ -113,7 +113,11 @@ def prepare_workdir(config, workdir: str, overwrite: bool) -> None:
                         'config.json); --overwrite only deletes tinyjax workdirs')
     import shutil
     shutil.rmtree(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise ConfigError(f'--workdir {workdir}: cannot be created ({e.strerror or e}); '
+                      'choose another --workdir') from None
   with open(path + '.tmp', 'w') as f:
     json.dump(new, f, indent=2, sort_keys=True)
   os.replace(path + '.tmp', path)
@@ -271,7 +275,8 @@ def program_for(config, task) -> program_lib.Program:
     for p in parents:
       node = node[p]
     node.pop(leaf, None)
-  for section in ('sweep', 'checkpoint', 'report'):
+  cfg['train']['chunk_steps'] = program_lib.chunk_steps(config)
+  for section in ('sweep', 'checkpoint', 'report', 'output'):
     cfg.pop(section, None)
   key = json.dumps(cfg, sort_keys=True)
   if key not in _PROGRAMS:
@@ -315,7 +320,9 @@ def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
   start, restored = ckpt_lib.restore_latest(mgr, target)
   if restored is None:
     start = 0
-    state = prog.init(hp)
+    # Sharded like the chunk's output (init leaves the zeros replicated): else
+    # the chunk and evaluate compile twice, for each sharding of the state.
+    state = jax.device_put(prog.init(hp), shard)
     hp = prog.with_init(hp, state)
   else:
     state = jax.device_put(_pad(restored, n_pad), shard)
@@ -328,10 +335,13 @@ def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
   mine = own[own < n_runs]
   pos = {int(i): j for j, i in enumerate(mine)}
 
-  def fetch(tree, axis=0):
+  def fetch(tree, axis=0, first=None):
+    """(Chunk rows: axis=1, and only the `first` rows, the ones that ran.)"""
     def one(x):
-      return np.take(distributed.local(x, axis), np.searchsorted(distributed.owned(x, axis), mine),
-                     axis=axis)
+      x_host = distributed.local(x, axis)[:first]
+      if x_host.shape[axis] == len(mine):  # one process, no padding
+        return x_host
+      return np.take(x_host, np.searchsorted(distributed.owned(x, axis), mine), axis=axis)
     return jax.tree.map(one, tree)
 
   group_dir = os.path.join(workdir, group.name)
@@ -397,8 +407,8 @@ def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
 
   def finish(chunk_start, n, rows, state_after):
     """Fetches a chunk's rows (waits for the device), queues the writes."""
-    rows = fetch(rows, axis=1)
     n_rows = math.ceil(n / log_every)
+    rows = fetch(rows, axis=1, first=n_rows)
     out.submit(write_rows, chunk_start, n_rows, rows)
     bar.update(n)
     loss = rows['loss'][n_rows - 1]

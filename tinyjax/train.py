@@ -327,7 +327,8 @@ def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
   else:
     state = jax.device_put(_pad(restored, n_pad), shard)
     hp = prog.with_init(hp)
-    print(f'tinyjax: resuming {group.name or "runs"} from step {start}', flush=True)
+    if distributed.is_main():
+      print(f'tinyjax: resuming {group.name or "runs"} from step {start}', flush=True)
 
   # This process's runs (all of them in one process); `fetch` brings their
   # part of a runs-sharded array to the host, in run order.
@@ -356,7 +357,7 @@ def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
                                      ['loss', *(f'loss/{c}' for c in task.class_names)])
              for i in file_runs}
   # Live seed statistics need every run on this host; a multi-process job
-  # writes them from the columnar files at the end (write_across_seeds).
+  # writes them from the columnar files at the end (merge_summaries).
   across = (writer_lib.AcrossSeeds(group_dir, rel, start)
             if settings['across_seeds'] and jax.process_count() == 1 else None)
   out = writer_lib.AsyncWriter([columns, *writers.values(), *([across] if across else [])])

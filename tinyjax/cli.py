@@ -8,7 +8,23 @@ from absl import flags
 
 def fail(msg: str, status: int = 2):
   print(f'tinyjax: error: {msg[:400]}', file=sys.stderr)
+  exit_now_if_distributed(status)
   sys.exit(status)
+
+
+def exit_now_if_distributed(status: int, print_traceback: bool = False):
+  """In a job of many processes, a process that fails exits at once: jax's
+  exit handler would wait at a shutdown barrier for the others, which wait
+  for it at theirs. Without it the coordination service sees the process
+  gone (heartbeat timeout) and fails the others' next barrier."""
+  dist = sys.modules.get('jax._src.distributed')
+  if dist is not None and getattr(dist.global_state, 'client', None) is not None:
+    if print_traceback:
+      import traceback
+      traceback.print_exc()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def parse_flags(argv):

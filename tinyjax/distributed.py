@@ -53,6 +53,13 @@ def initialize(coordinator_address: str | None, num_processes: int | None,
   except (ValueError, RuntimeError) as e:
     first = (str(e).strip().splitlines() or [type(e).__name__])[0]
     raise ConfigError(f'jax.distributed.initialize failed: {first[:300]}') from None
+  # orbax's default barrier is an XLA all-reduce (sync_global_devices), run
+  # from its checkpointing threads: beside the main thread's own collectives
+  # (the sampler's exit test) the processes can enter them in different orders
+  # and deadlock (seen in CI). Its coordination-service barrier has no XLA in it.
+  import orbax.checkpoint  # noqa: F401  (defines the flag)
+  from absl import flags
+  flags.FLAGS.experimental_orbax_use_distributed_barrier = True
 
 
 def process_index() -> int:
@@ -63,11 +70,18 @@ def is_main() -> bool:
   return jax.process_index() == 0
 
 
+BARRIER_TIMEOUT_S = 24 * 3600  # the last process may still be training
+_barriers = [0]
+
+
 def barrier(name: str) -> None:
-  """Every process waits here until all arrive (a no-op in one process)."""
+  """Every process waits here until all arrive (a no-op in one process).
+  A coordination-service barrier, not an XLA collective (see initialize)."""
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    multihost_utils.sync_global_devices(name)
+    from jax._src import distributed as jax_distributed
+    _barriers[0] += 1  # every process passes the same barriers in the same order
+    jax_distributed.global_state.client.wait_at_barrier(
+        f'tinyjax/{_barriers[0]}/{name}', BARRIER_TIMEOUT_S * 1000)
 
 
 def owned(x, axis: int = 0) -> np.ndarray:

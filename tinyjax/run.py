@@ -41,7 +41,11 @@ def main(argv):
   except train.Interrupted:
     print(f'tinyjax: stopped; resume with the same command (--workdir {FLAGS.workdir})',
           file=sys.stderr)
+    cli.exit_now_if_distributed(130)
     sys.exit(130)
+  except Exception:  # a bug: its traceback (then, in a job of many processes, exit now)
+    cli.exit_now_if_distributed(1, print_traceback=True)
+    raise
   import jax
   if jax.process_index():  # process 0 speaks for the job
     return

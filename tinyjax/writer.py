@@ -121,7 +121,10 @@ class Columns:
       for path in glob.glob(os.path.join(d, '*.npz' if clear_all else f'*.p{process}.npz')):
         step = int(os.path.basename(path).split('.')[0])
         if step >= start_step if kind == 'metrics' else (step > start_step or not start_step):
-          os.remove(path)
+          try:
+            os.remove(path)
+          except FileNotFoundError:  # process 0 clears every process's files too
+            pass
 
   def write(self, kind: str, steps_G, cols: dict[str, np.ndarray]):
     steps_G = np.asarray(steps_G, np.int64)

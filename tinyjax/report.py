@@ -130,8 +130,10 @@ def figure(summary: dict, config, df, conds: list[str], path: str) -> None:
     positive = any(np.nanmax(np.asarray(l.get_ydata(), float), initial=0) > 0
                    for l in ax.get_lines())
     ax.set(xscale='log', yscale='log' if positive else 'linear', xlabel='step',
-           ylabel=key, title=key + (f' (median, p10-p90 and {SAMPLE_LINES} runs per condition '
-                                    f'over {BAND_ABOVE} runs)' if len(runs) > BAND_ABOVE else ''))
+           ylabel=key, title=key)
+  if any(len([r for r in runs if condition(r) == c]) > BAND_ABOVE for c in conds):
+    fig.suptitle(f'a condition of more than {BAND_ABOVE} runs: its median (thick), p10-p90 '
+                 f'(band) and {SAMPLE_LINES} single runs', fontsize=9)
   for cond in conds:
     axes[0].plot([], [], color=colours[cond], label=cond)
   axes[0].legend(fontsize=8)

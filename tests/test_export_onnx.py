@@ -66,6 +66,8 @@ def test_export_mistakes_exit_2_with_one_line(chat_workdir, tmp_path):
       (['--workdir', str(tmp_path), '--out', str(tmp_path / 'm.onnx')], 'config.json'),
       (['--workdir', chat_workdir, '--out', str(tmp_path / 'm.onnx'), '--quantize', 'int4'],
        '--quantize'),
-      (['--workdir', chat_workdir, '--out', str(tmp_path)], '--out')):
+      (['--workdir', chat_workdir, '--out', str(tmp_path)], '--out'),
+      (['--workdir', chat_workdir, '--out', str(tmp_path / 'f' / 'm.onnx')], 'cannot be created')):
+    (tmp_path / 'f').write_text('a file, not a directory')
     r = run_cli('-m', 'tinyjax.export_onnx', *args)
     assert r.returncode == 2 and r.stderr.count('\n') == 1 and needle in r.stderr, r.stderr

@@ -246,7 +246,10 @@ def export(workdir: str, out: str, run: str | None = None, step: int | None = No
   model = nnx.merge(prog.graphdef, jax.tree.map(lambda x: jax.numpy.asarray(x[0]), params))
   proto = build(model, prog.vocab_size, prog.context or prog.max_len)
   onnx.checker.check_model(proto)
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  try:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  except OSError as e:
+    raise ConfigError(f'--out: {out!r}: its directory cannot be created ({e.strerror or e})') from None
   fp32 = out[:-len('.onnx')] + '.fp32.onnx' if quantize else out
   onnx.save(proto, fp32)
   paths = {'fp32': fp32}

@@ -209,7 +209,10 @@ def export(workdir: str, out: str, run: str | None = None, step: int | None = No
   if not steps:
     raise ConfigError(f'--workdir {workdir}: no checkpoint to export')
   found, params = gen.load_params(workdir, prog, group, index, step)
-  os.makedirs(out, exist_ok=True)
+  try:
+    os.makedirs(out, exist_ok=True)
+  except OSError as e:
+    raise ConfigError(f'--out {out}: cannot be created as a directory ({e.strerror or e})') from None
   p = _np(params)
   inspect = _Inspector(prog)
   is_tf = inspect.attention

@@ -34,8 +34,6 @@ def parse_flags(argv):
     rest = fl(argv)
     if len(rest) > 1:
       fail(f'unexpected arguments: {" ".join(rest[1:])} (every option is a --flag; see --help)')
-    if 'cpu_devices' in fl and fl.cpu_devices < 0:
-      fail(f'--cpu_devices: {fl.cpu_devices} is not allowed; use 0 (one per core) or N > 0')
     if 'config' in fl:
       _ = list(fl.config.keys())  # config files load lazily; fail here, not later
     return rest
@@ -87,7 +85,8 @@ def define_cpu_devices_flag():
       'JAX CPU devices to split the runs axis over when training on the CPU: 0 = '
       'one per core this process may use. XLA:CPU runs a tiny model\'s ops on about '
       'one core, so a sweep split over the cores runs faster. Ignored when XLA_FLAGS '
-      'sets --xla_force_host_platform_device_count; no effect on a GPU or TPU.')
+      'sets --xla_force_host_platform_device_count; no effect on a GPU or TPU.',
+      lower_bound=0)
 
 
 def set_cpu_devices(n: int):

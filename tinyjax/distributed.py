@@ -62,10 +62,6 @@ def initialize(coordinator_address: str | None, num_processes: int | None,
   flags.FLAGS.experimental_orbax_use_distributed_barrier = True
 
 
-def process_index() -> int:
-  return jax.process_index()
-
-
 def is_main() -> bool:
   return jax.process_index() == 0
 
@@ -104,10 +100,6 @@ def local(x, axis: int = 0) -> np.ndarray:
     start = s.index[axis].indices(x.shape[axis])[0]
     parts.setdefault(start, s.data)
   return np.concatenate([np.asarray(parts[k]) for k in sorted(parts)], axis=axis)
-
-
-def local_tree(tree, axis: int = 0):
-  return jax.tree.map(lambda x: local(x, axis), tree)
 
 
 def part_path(workdir: str, name: str) -> str:

@@ -109,10 +109,12 @@ def figure(summary: dict, config, df, conds: list[str], path: str) -> None:
   cond_of = {r['name']: condition(r) for r in runs}
   order = [r['name'] for r in runs]
   fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+  banded = False
   for cond in conds:
     rows = df[df['run'].map(cond_of) == cond]
     c = colours[cond]
     n = rows['run'].nunique()
+    banded |= n > BAND_ABOVE
     for ax, key in ((axes[0], 'loss'), (axes[1], content)):
       if key not in rows:
         continue
@@ -131,7 +133,7 @@ def figure(summary: dict, config, df, conds: list[str], path: str) -> None:
                    for l in ax.get_lines())
     ax.set(xscale='log', yscale='log' if positive else 'linear', xlabel='step',
            ylabel=key, title=key)
-  if any(len([r for r in runs if condition(r) == c]) > BAND_ABOVE for c in conds):
+  if banded:
     fig.suptitle(f'a condition of more than {BAND_ABOVE} runs: its median (thick), p10-p90 '
                  f'(band) and {SAMPLE_LINES} single runs', fontsize=9)
   for cond in conds:

@@ -348,7 +348,7 @@ def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
   group_dir = os.path.join(workdir, group.name)
   rel = group.rel_names
   settings = writer_lib.output_settings(config)
-  columns = writer_lib.Columns(group_dir, mine, start, distributed.process_index(),
+  columns = writer_lib.Columns(group_dir, mine, start, jax.process_index(),
                                clear_all=distributed.is_main())
   all_file_runs = writer_lib.file_runs(rel, settings)
   file_runs = [i for i in all_file_runs if i in pos]
@@ -378,8 +378,11 @@ def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
   def write_rows(first_step, n_rows, rows):
     """On the writer thread: rows {name: [G, R_mine, ...]} of steps
     first_step, + log_every, ... to every sink."""
-    cols = program_lib.flatten_rows({k: v[:n_rows] for k, v in rows.items()})
-    steps = first_step + log_every * np.arange(n_rows)
+    write_cols(first_step, program_lib.flatten_rows({k: v[:n_rows] for k, v in rows.items()}))
+
+  def write_cols(first_step, cols):
+    """The same, with the rows already flattened to [G, R_mine] columns."""
+    steps = first_step + log_every * np.arange(len(next(iter(cols.values()))))
     columns.write('metrics', steps, cols)
     if across is not None:
       across.write(steps, cols)
@@ -450,15 +453,14 @@ def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
   # `end`, generations, summary entries.
   warm.join()
   state, final = prog.evaluate(state, hp, data, end)
-  final = fetch(final)
-  out.submit(write_rows, end, 1, {k: v[None] for k, v in final.items()})
+  final = program_lib.flatten_rows({k: v[None] for k, v in fetch(final).items()})
+  out.submit(write_cols, end, final)
   out.close()
   mgr.wait_until_finished()
   bar.close()
   gens = prog.generations(state['params'], config.eval.max_new_tokens, select=fetch)
   milestones = fetch(state['milestones'])
   diverged = fetch(state['diverged_step'])
-  final = program_lib.flatten_rows({k: v[None] for k, v in final.items()})
   results = []
   for r, i in enumerate(mine):
     run = runs[i]

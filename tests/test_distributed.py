@@ -66,7 +66,8 @@ def test_two_processes_write_the_one_process_summary_and_resume(tmp_path):
   pd.testing.assert_frame_equal(df1, df2)
   for d in (one, two):  # per-run files and the across-seed TensorBoard file
     assert all(os.path.exists(os.path.join(d, f'seed={i}', 'metrics.jsonl')) for i in range(4))
-    assert os.listdir(os.path.join(d, 'across_seeds', 'all'))
+    assert sorted(os.listdir(os.path.join(d, 'across_seeds', 'all'))) == ['mean', 'p10', 'p50', 'p90']
+    assert os.listdir(os.path.join(d, 'across_seeds', 'all', 'p50'))
 
   # Resume: lose the last checkpoint and the end of the job; the same command
   # restores step 30 in both processes and finishes with the same numbers.

@@ -96,11 +96,15 @@ def test_a_big_sweep_writes_every_run_columnar_a_sample_per_run_and_seed_quantil
   run = df[df.run == 'lr=0.1/seed=1']
   assert run['loss'].tolist() == [r['loss'] for r in rows]
   assert results.run_rows(str(w))['lr=0.1/seed=1'] == rows
-  # TensorBoard across seeds: one directory per learning rate, quantiles of all 3 seeds.
+  # TensorBoard across seeds: one directory per learning rate, in it one run per
+  # statistic of all 3 seeds, each with the plain metric tag (one chart per metric).
   assert sorted(os.listdir(w / 'across_seeds')) == ['lr=0.03', 'lr=0.1']
-  acc = event_accumulator.EventAccumulator(str(w / 'across_seeds' / 'lr=0.1')).Reload()
-  for stat, fn in (('p50', np.median), ('mean', np.mean), ('p90', lambda x: np.percentile(x, 90))):
-    events = acc.Scalars(f'loss/{stat}')
+  assert sorted(os.listdir(w / 'across_seeds' / 'lr=0.1')) == ['mean', 'p10', 'p50', 'p90']
+  for stat, fn in (('p50', np.median), ('mean', np.mean), ('p90', lambda x: np.percentile(x, 90)),
+                   ('p10', lambda x: np.percentile(x, 10))):
+    acc = event_accumulator.EventAccumulator(str(w / 'across_seeds' / 'lr=0.1' / stat)).Reload()
+    assert 'loss/content' in acc.Tags()['scalars'] and 'loss/p50' not in acc.Tags()['scalars']
+    events = acc.Scalars('loss')
     assert [e.step for e in events] == list(range(0, 61, 10))
     for e in events:
       x = df[(df.lr == 0.1) & (df.step == e.step)]['loss'].to_numpy()

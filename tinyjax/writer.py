@@ -5,8 +5,10 @@ Per group of runs (WORKDIR/[GROUP/]):
                         '__run__' [R] (run index in the group), one [G, R] float32
                         array per metric (K: the process that wrote it);
   lenses/STEP.pK.npz    the same for the checkpoint lenses' rows;
-  across_seeds/COND/    TensorBoard: mean and p10/p50/p90 over the seeds of each
-                        condition (e.g. lr=0.1), one line per quantile;
+  across_seeds/COND/STAT/  TensorBoard: STAT = mean, p10, p50, p90 over the seeds of
+                        each condition (e.g. lr=0.1), one TensorBoard run per
+                        statistic with the plain metric tags, so that one chart
+                        per metric overlays the four lines;
 and per run (RUN/: every run of a group up to `output.per_run_files` runs,
 else the first `output.sample_seeds` seeds of each condition):
   metrics.jsonl, lenses.jsonl and a TensorBoard event file.
@@ -68,6 +70,7 @@ OUTPUT_DEFAULTS = {
     'across_seeds': True,  # TensorBoard mean and quantiles over seeds per condition.
 }
 QUANTILES = (10, 50, 90)
+STATS = ('mean', *(f'p{q}' for q in QUANTILES))  # seed_stats' keys: across_seeds/COND/STAT
 
 
 def output_settings(config) -> dict:
@@ -185,10 +188,14 @@ class AcrossSeeds:
 
   def __init__(self, group_dir: str, rel_names: list[str], start_step: int):
     self.conds = {c: np.asarray(i) for c, i in conditions(rel_names).items() if len(i) > 1}
+    # One TensorBoard run per statistic (across_seeds/COND/p50, ...), each with
+    # the metric's own tag: TensorBoard draws the runs that share a tag in one
+    # chart, so p10/p50/p90/mean of `loss` are one picture, not four panels.
     # purge_step: a resume drops the events it redoes, as RunWriter does.
-    self.tb = {c: tensorboardX.SummaryWriter(os.path.join(group_dir, 'across_seeds', c),
-                                             purge_step=start_step or None, flush_secs=30)
-               for c in self.conds}
+    self.tb = {(c, stat): tensorboardX.SummaryWriter(
+                   os.path.join(group_dir, 'across_seeds', c, stat),
+                   purge_step=start_step or None, flush_secs=30)
+               for c in self.conds for stat in STATS}
 
   def write(self, steps_G, cols: dict[str, np.ndarray], runs_R=None):
     """cols: {metric: [G, R]} over the group's runs `runs_R` (default all)."""
@@ -200,14 +207,13 @@ class AcrossSeeds:
           continue
       names = list(cols)
       x_MxGxR = np.stack([np.asarray(cols[k], np.float64)[:, idx] for k in names])
-      stats = seed_stats(x_MxGxR)
-      values = [[] for _ in steps_G]
-      for stat, s_MxG in stats.items():
+      for stat, s_MxG in seed_stats(x_MxGxR).items():
+        values = [[] for _ in steps_G]
         for m, g in zip(*np.nonzero(np.isfinite(s_MxG))):
-          values[g].append(Summary.Value(tag=f'{names[m]}/{stat}', simple_value=s_MxG[m, g]))
-      for step, vals in zip(steps_G, values):
-        if vals:
-          self.tb[cond]._get_file_writer().add_summary(Summary(value=vals), int(step))
+          values[g].append(Summary.Value(tag=names[m], simple_value=s_MxG[m, g]))
+        for step, vals in zip(steps_G, values):
+          if vals:
+            self.tb[cond, stat]._get_file_writer().add_summary(Summary(value=vals), int(step))
 
   def flush(self):
     for w in self.tb.values():

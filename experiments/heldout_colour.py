@@ -21,8 +21,14 @@ condition says why it could plausibly let a held-out token generalize:
 
 Every run is 6,000 steps (the config's default). Writes
 experiments/results/heldout_colour.md: per condition the seeds, the
-breakthroughs (loss/content < 0.8), the held-out rate, and the copy score
-of the most copying layer-1 head at the end (median over seeds).
+breakthroughs (loss/content < 0.8), the held-out rate, the copy score
+of the most copying layer-1 head at the end (median over seeds), and what
+violet's greedy continuation is, with its count over the seeds.
+
+What violet gives at 6,000 steps in the baseline and tied conditions (stored
+after the first result, so the rates above are untouched):
+  python experiments/heldout_colour.py --conditions baseline,tied \
+      --out_name heldout_colour_outputs
 
 Follow-up, declared after the first result (tied, colours20 and tied20 had
 not broken through in 6,000 steps in any seed, so their rate said nothing
@@ -83,7 +89,8 @@ def main():
            f'--seeds {a.seeds} --steps {a.steps} --conditions {a.conditions}` (conditions '
            'declared in the file before running).', '',
            '| condition | seeds | breakthroughs | violet repeated | rate | median final copy score, '
-           'best layer-1 head | seconds |', '|---|---|---|---|---|---|---|']
+           'best layer-1 head | seconds | what violet gives (greedy) |',
+           '|---|---|---|---|---|---|---|---|']
   for name in a.conditions.split(','):
     t = time.time()
     w = os.path.join(a.workdir, name + ('' if a.steps == 6000 else f'_{a.steps}'))
@@ -94,8 +101,12 @@ def main():
     right = sum(bool(r['generation_correct'].get('violet')) for r in runs)
     copy = [max(v for k, v in r['final'].items() if k.startswith('copying/layer1/'))
             for r in runs]
+    outs = {}
+    for r in runs:
+      outs[r['generations']['violet']] = outs.get(r['generations']['violet'], 0) + 1
+    outs = '; '.join(f'`{k!r}` x{n}' for k, n in sorted(outs.items(), key=lambda kv: -kv[1]))
     lines.append(f'| {name} | {len(runs)} | {broke} | {right} | {right / len(runs):.2f} | '
-                 f'{np.median(copy):.3f} | {time.time() - t:.0f} |')
+                 f'{np.median(copy):.3f} | {time.time() - t:.0f} | {outs} |')
     print(lines[-1], flush=True)
   os.makedirs(a.out, exist_ok=True)
   with open(os.path.join(a.out, a.out_name + '.md'), 'w') as f:

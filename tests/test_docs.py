@@ -1,0 +1,306 @@
+"""The docs against the repository: links resolve, figures are in the files
+they name, commands run as written (the short ones) or are on a checked list
+(the long ones), and no page names an issue number.
+
+The conventions (docs/sources.md says the same for writers):
+- A figure linked to a stored result, `[3830](../../experiments/results/timmy_sweep.md)`:
+  the link text is the figure, the target the file that holds it.
+- A table followed by a line `Source: [name](path)`: every number in its body
+  cells, but the first column (the row's label), is in that file.
+"In the file" means: some number in the file rounds to the figure at the
+figure's own decimals ("52.1" matches 52.13; "1,024" matches 1024).
+"""
+
+import glob
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAGES = sorted([os.path.join(ROOT, 'README.md')] +
+               glob.glob(os.path.join(ROOT, 'docs', '**', '*.md'), recursive=True))
+LINK = re.compile(r'!?\[([^\]]*)\]\(([^)\s]+)\)')
+NUMBER = re.compile(r'\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?')
+FIGURE = re.compile(r'^[~<>=+-]?\s*(' + NUMBER.pattern + r')\s*(?:x|%|s|ms|us|MiB|MB)?$')
+RESULT_FILE = re.compile(r'(^|/)(experiments/results/|docs/results/|experiments/)[^/]*\.(json|md|csv)$')
+
+
+def _read(path):
+  with open(path, encoding='utf-8') as f:
+    return f.read()
+
+
+def _rel(path):
+  return os.path.relpath(path, ROOT)
+
+
+def _prose(text):
+  """The page without its code blocks (commands and outputs are not prose)."""
+  return re.sub(r'```.*?```', '', text, flags=re.S)
+
+
+def _links(path):
+  for text, target in LINK.findall(_prose(_read(path))):
+    if re.match(r'^[a-z]+:', target) or target.startswith('#'):
+      continue
+    yield text, target, os.path.normpath(os.path.join(os.path.dirname(path), target.split('#')[0]))
+
+
+def _value(token):
+  return float(token.replace(',', ''))
+
+
+def _decimals(token):
+  mantissa = token.replace(',', '').lower().split('e')[0]
+  return len(mantissa.split('.')[1]) if '.' in mantissa else 0
+
+
+def _numbers_in(path):
+  return [_value(t) for t in NUMBER.findall(_read(path))]
+
+
+def _in_file(token, numbers):
+  """Whether a figure as printed (its decimals) is some number of the file, rounded."""
+  d, tol = _value(token), 0.5 * 10 ** -_decimals(token) + 1e-9
+  if 'e' in token.lower():
+    return any(abs(f - d) <= abs(d) * 0.05 for f in numbers)
+  return any(abs(f - d) <= tol for f in numbers)
+
+
+def test_the_readme_is_a_landing_page():
+  assert len(_read(os.path.join(ROOT, 'README.md')).splitlines()) <= 200
+
+
+def test_every_relative_link_resolves():
+  broken = [f'{_rel(p)}: {target}' for p in PAGES for _, target, full in _links(p)
+            if not os.path.exists(full)]
+  assert not broken, broken
+
+
+def test_every_docs_page_is_linked_from_another_page():
+  linked = {full for p in PAGES for _, _, full in _links(p)}
+  for p in PAGES:
+    if p.endswith(os.sep + 'README.md') and os.path.dirname(p) == ROOT:
+      continue
+    assert p in linked, f'{_rel(p)} is linked from no page'
+
+
+def test_no_page_names_an_issue_number():
+  for p in PAGES:
+    text = _read(p).replace('bench_issue15.json', 'bench_FILE.json')
+    hits = re.findall(r'(?i)\bissues?[\s-]*#?\d+|(?<![\w&/])#\d+\b|\(issue[^)]*\)', text)
+    assert not hits, (_rel(p), hits)
+
+
+def _linked_figures():
+  for p in PAGES:
+    for text, target, full in _links(p):
+      m = FIGURE.match(text.strip().strip('*'))
+      if m and RESULT_FILE.search(_rel(full).replace(os.sep, '/')):
+        yield p, m.group(1), full
+
+
+def _sourced_tables():
+  """(page, the figures of a table's body cells, the file its Source: line names)."""
+  for p in PAGES:
+    lines = _prose(_read(p)).splitlines()
+    for i, line in enumerate(lines):
+      m = re.match(r'\s*Source: \[[^\]]*\]\(([^)]+)\)\s*$', line)
+      if not m:
+        continue
+      j = i - 1
+      while j >= 0 and not lines[j].strip():
+        j -= 1
+      rows = []
+      while j >= 0 and lines[j].strip().startswith('|'):
+        rows.insert(0, lines[j])
+        j -= 1
+      assert len(rows) >= 3, f'{_rel(p)}: a Source: line not under a table: {line}'
+      cells = [c for r in rows[2:] for c in r.strip().strip('|').split('|')[1:]]
+      figures = [t for c in cells for t in NUMBER.findall(re.sub(r'\([^)]*\)', '', c))]
+      yield p, figures, os.path.normpath(os.path.join(os.path.dirname(p), m.group(1)))
+
+
+def test_linked_figures_are_in_the_file_they_link():
+  figures = list(_linked_figures())
+  assert len(figures) >= 20  # the convention is in use (a regex that matched nothing passes)
+  wrong = [f'{_rel(p)}: {fig} not in {_rel(f)}' for p, fig, f in figures
+           if not _in_file(fig, _numbers_in(f))]
+  assert not wrong, wrong
+
+
+def test_every_sourced_table_is_in_its_file():
+  tables = list(_sourced_tables())
+  assert len(tables) >= 8
+  wrong = []
+  for p, figures, f in tables:
+    assert os.path.exists(f), f
+    numbers = _numbers_in(f)
+    wrong += [f'{_rel(p)}: {fig} not in {_rel(f)}' for fig in figures if not _in_file(fig, numbers)]
+  assert not wrong, wrong
+
+
+def test_the_figure_check_catches_a_wrong_figure(tmp_path):
+  """The matcher itself: a figure off by one in its last digit is caught."""
+  f = tmp_path / 'r.json'
+  f.write_text(json.dumps({'seconds': 52.13, 'ratio': 1.099, 'runs': 1024}))
+  numbers = _numbers_in(str(f))
+  assert _in_file('52.1', numbers) and _in_file('1.10', numbers) and _in_file('1,024', numbers)
+  assert not _in_file('52.2', numbers) and not _in_file('1.11', numbers)
+  assert not _in_file('1,025', numbers) and not _in_file('53', numbers)
+
+
+# ---- commands -------------------------------------------------------------
+
+def _commands():
+  """Every command line of the docs' bash blocks: continuations joined, comments dropped."""
+  out = []
+  for p in PAGES:
+    for block in re.findall(r'```bash\n(.*?)```', _read(p), flags=re.S):
+      joined = re.sub(r'\\\n\s*', ' ', block)
+      for line in joined.splitlines():
+        line = re.sub(r'\s+#\s.*$', '', line).strip()
+        if line and not line.startswith('#'):
+          out.append(' '.join(line.split()))
+  return out
+
+
+# Smoke-run here, as written but for the workdir (a temporary one): the cheap ones.
+SMOKE = [
+    'python -m tinyjax.run --config configs/timmy.py:smoke --workdir runs/timmy_smoke',
+    'python -m tinyjax.generate --workdir runs/timmy_smoke --prompt blue',
+]
+
+# Too long, too big or needing what a test has not (a cluster, a browser, a
+# network install): checked statically below (the module or script exists,
+# every flag is defined, the config and its variant load, every --config.x
+# override names a field) but not run.
+LONG = {
+    'python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt',
+    'python -m tinyjax.run --config configs/timmy.py --workdir runs/timmy',
+    'python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt -r requirements-export.txt',
+    'python -m pytest -q',
+    'tensorboard --logdir runs/timmy',
+    'python -m tinyjax.generate --workdir runs/timmy --prompt blue',
+    'python -m tinyjax.generate --workdir runs/timmy --prompt violet --step 1000',
+    'python -m tinyjax.run --config configs/timmy.py:sweep --workdir runs/timmy_sweep',
+    'python -m tinyjax.run --config configs/tiny_llm.py --workdir runs/tiny_llm',
+    'python -m tinyjax.generate --workdir runs/tiny_llm --prompt ROMEO: --temperature 1 --seed 1',
+    'python -m tinyjax.peek --workdir runs/tiny_llm --out runs/tiny_llm/peek',
+    'python -m tinyjax.run --config configs/guppylm.py:cpu --workdir runs/guppy',
+    'python -m tinyjax.chat --workdir runs/guppy',
+    'echo "hi guppy" | python -m tinyjax.chat --workdir runs/guppy',
+    'pip install -r requirements-export.txt && python -m tinyjax.export_onnx --workdir runs/guppy --out guppy.onnx --quantize uint8',
+    'python -m tinyjax.run --config configs/pillmish.py --workdir runs/pillmish',
+    'python -m tinyjax.generate --workdir runs/pillmish --prompt "once upon a time" --constraint pilish --max_new_tokens 40 --beam 8',
+    'python -m tinyjax.generate --workdir runs/pillmish --prompt "once upon a time" --constraint pilish --max_new_tokens 40 --temperature 0.7 --seed 3',
+    'python -m tinyjax.run --config configs/timmy.py:sweep --workdir runs/sweep',
+    'python -m tinyjax.run --config configs/timmy.py --config.sweep.seeds=64 --config.sweep.lrs="(0.03, 0.1)" --workdir runs/sweep2',
+    'python -m tinyjax.run --config configs/timmy.py --config.sweep.seeds=4096 --workdir /shared/runs/timmy4096 --coordinator_address=HOST0:12355 --num_processes=4 --process_id=$I',
+    'srun python -m tinyjax.run --config configs/timmy.py --config.sweep.seeds=4096 --workdir /shared/runs/timmy4096 --distributed',
+    'gcloud compute tpus tpu-vm ssh NAME --zone ZONE --worker=all --command "cd tinyjax && python -m tinyjax.run --config configs/timmy.py --config.sweep.seeds=4096 --workdir /mnt/shared/timmy4096 --distributed"',
+}
+
+TINYJAX_FLAGS = {'help', 'helpfull', 'helpshort'}
+
+
+def _defined_flags(source_path):
+  src = _read(source_path)
+  names = set(re.findall(r"DEFINE_\w+\(\s*'(\w+)'", src))
+  names |= set(re.findall(r"add_argument\(\s*'--(\w+)'", src))
+  if 'cli.' in src or 'from tinyjax import cli' in src:
+    names |= set(re.findall(r"DEFINE_\w+\(\s*'(\w+)'", _read(os.path.join(ROOT, 'tinyjax', 'cli.py'))))
+  return names
+
+
+def _python_parts(command):
+  """The `python -m MOD ...` / `python SCRIPT ...` invocations inside a command line."""
+  parts, words = [], shlex.split(command.replace('$I', '0'))
+  for k, w in enumerate(words):
+    if w in ('python', 'python3'):
+      end = next((j for j in range(k + 1, len(words)) if words[j] in ('&&', '|', ';')), len(words))
+      parts.append(words[k + 1:end])
+    elif w == '--command':  # gcloud's remote command
+      parts += _python_parts(words[k + 1])
+  return parts
+
+
+def _check_statically(command):
+  for args in _python_parts(command):
+    if args[:2] == ['-m', 'venv'] or args[:2] == ['-m', 'pytest']:
+      continue
+    if args[0] == '-m':
+      mod, rest = args[1], args[2:]
+      base = os.path.join(ROOT, *mod.split('.'))
+      source = base + '.py' if os.path.exists(base + '.py') else os.path.join(base, '__main__.py')
+    else:
+      source, rest = os.path.join(ROOT, args[0]), args[1:]
+    assert os.path.exists(source), f'{command}: no {_rel(source)}'
+    known = _defined_flags(source) | TINYJAX_FLAGS
+    for k, w in enumerate(rest):
+      if not w.startswith('--'):
+        continue
+      name, _, value = w[2:].partition('=')
+      if name == 'config':
+        path, _, variant = (value or rest[k + 1]).partition(':')
+        _load_config(path, variant or None)
+      elif name.startswith('config.'):
+        cfg_arg = next(a for j, a in enumerate(rest) if rest[j - 1] == '--config' or a.startswith('--config='))
+        path, _, variant = cfg_arg.replace('--config=', '').partition(':')
+        node = _load_config(path, variant or None)
+        for field in name.split('.')[1:]:
+          assert field in node, f'{command}: no config field {name}'
+          node = node[field]
+      else:
+        assert name in known or (name.startswith('no') and name[2:] in known), \
+            f'{command}: {w} is not a flag of {_rel(source)}'
+  for req in re.findall(r'-r (\S+)', command):
+    assert os.path.exists(os.path.join(ROOT, req)), f'{command}: no {req}'
+
+
+def _load_config(path, variant):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location('cfg_' + os.path.basename(path)[:-3], os.path.join(ROOT, path))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod.get_config(variant)
+
+
+def test_every_command_is_smoke_run_or_on_the_checked_list_of_long_ones():
+  commands = set(_commands())
+  assert not commands - set(SMOKE) - LONG, sorted(commands - set(SMOKE) - LONG)
+  # The lists name only commands the docs still have.
+  assert not (set(SMOKE) | LONG) - commands, sorted((set(SMOKE) | LONG) - commands)
+
+
+@pytest.mark.parametrize('command', sorted(set(SMOKE) | LONG))
+def test_every_command_is_well_formed(command):
+  """Modules, scripts, flags, configs, variants and config fields exist."""
+  _check_statically(command)
+
+
+def test_the_static_check_catches_a_wrong_command():
+  for bad in ('python -m tinyjax.run --config configs/timmy.py --config.train.stepz=3 --workdir w',
+              'python -m tinyjax.run --config configs/timmy.py:nope --workdir w',
+              'python -m tinyjax.generate --workdir w --promt blue',
+              'python experiments/nope.py'):
+    with pytest.raises((AssertionError, ValueError)):
+      _check_statically(bad)
+
+
+def test_the_short_commands_run_as_written(tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  for command in SMOKE:
+    args = shlex.split(command.replace('runs/timmy_smoke', str(tmp_path / 'timmy_smoke')))
+    args[0] = sys.executable
+    r = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (command, r.stderr[-2000:])
+  # generate printed a continuation of trained colours (the smoke run is on the plateau).
+  from configs import timmy
+  words = r.stdout.split()
+  assert words and set(words) <= set(timmy.COLOURS), r.stdout

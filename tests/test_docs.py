@@ -82,6 +82,20 @@ def test_every_relative_link_resolves():
   assert not broken, broken
 
 
+def _slug(heading):
+  """GitHub's anchor of a heading."""
+  return re.sub(r'[^\w\- ]', '', heading.strip().lower()).replace(' ', '-')
+
+
+def test_every_anchor_names_a_heading_of_its_page():
+  for p in PAGES:
+    for _, target, full in _links(p):
+      if '#' in target and full.endswith('.md'):
+        anchor = target.split('#', 1)[1]
+        slugs = {_slug(h) for h in re.findall(r'(?m)^#+ (.*)$', _prose(_read(full)))}
+        assert anchor in slugs, f'{_rel(p)}: {target}'
+
+
 def test_every_docs_page_is_linked_from_another_page():
   linked = {full for p in PAGES for _, _, full in _links(p)}
   for p in PAGES:

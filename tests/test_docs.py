@@ -40,8 +40,9 @@ def _rel(path):
 
 
 def _prose(text):
-  """The page without its code blocks (commands and outputs are not prose)."""
-  return re.sub(r'```.*?```', '', text, flags=re.S)
+  """The page without its code blocks and inline code (commands and outputs
+  are not prose; a link written in backticks is an example, not a link)."""
+  return re.sub(r'`[^`\n]*`', '', re.sub(r'```.*?```', '', text, flags=re.S))
 
 
 def _links(path):

@@ -174,15 +174,20 @@ def test_the_figure_check_catches_a_wrong_figure(tmp_path):
 # ---- commands -------------------------------------------------------------
 
 def _commands():
-  """Every command line of the docs' bash blocks: continuations joined, comments dropped."""
+  """Every command line of the docs' bash blocks (continuations joined,
+  comments dropped) and every command quoted inline (`python ...`)."""
   out = []
   for p in PAGES:
-    for block in re.findall(r'```bash\n(.*?)```', _read(p), flags=re.S):
+    text = _read(p)
+    for block in re.findall(r'```bash\n(.*?)```', text, flags=re.S):
       joined = re.sub(r'\\\n\s*', ' ', block)
       for line in joined.splitlines():
         line = re.sub(r'\s+#\s.*$', '', line).strip()
         if line and not line.startswith('#'):
           out.append(' '.join(line.split()))
+    prose = re.sub(r'```.*?```', '', text, flags=re.S).replace('\n', ' ')
+    out += [' '.join(c.split()) for c in re.findall(r'`([^`]+)`', prose)
+            if re.match(r'(python|pip|tensorboard)\b', c.strip())]
   return out
 
 
@@ -220,6 +225,35 @@ LONG = {
     'python -m tinyjax.run --config configs/timmy.py --config.sweep.seeds=4096 --workdir /shared/runs/timmy4096 --coordinator_address=HOST0:12355 --num_processes=4 --process_id=$I',
     'srun python -m tinyjax.run --config configs/timmy.py --config.sweep.seeds=4096 --workdir /shared/runs/timmy4096 --distributed',
     'gcloud compute tpus tpu-vm ssh NAME --zone ZONE --worker=all --command "cd tinyjax && python -m tinyjax.run --config configs/timmy.py --config.sweep.seeds=4096 --workdir /mnt/shared/timmy4096 --distributed"',
+    # Quoted inline in the pages (the studies' commands).
+    'pip install -r requirements-export.txt',
+    'pip install torch',
+    'python -m tinyjax.bench',
+    'python -m tinyjax.export_onnx --workdir runs/guppylm_full1k --out guppy.onnx --quantize uint8',
+    'python -m tinyjax.run --config configs/grokking_small.py:llc --workdir runs/grokking_llc',
+    'python -m tinyjax.run --config configs/grokking_small.py:sweep --workdir runs/grok',
+    'python -m tinyjax.run --config configs/guppylm.py --workdir runs/guppylm_full1k --config.train.steps=1000',
+    'python -m tinyjax.run --config configs/induction.py:sweep --workdir runs/induction',
+    'python -m tinyjax.run --config configs/timmy.py --config.sweep.seeds=1024 --config.train.steps=20',
+    'python -m tinyjax.run --config configs/timmy.py --config.sweep.seeds=1024 --config.train.steps=300 --workdir runs/tb1024',
+    'python -m tinyjax.run --config configs/timmy.py --config.sweep.seeds=64 --config.checkpoint.log_spaced=False --workdir runs/timmy64',
+    'python experiments/generation_cost.py --seeds 1024 --steps 20',
+    'python experiments/grokking_llc.py',
+    'python experiments/heldout_colour.py',
+    'python experiments/heldout_colour.py --conditions baseline,tied --out_name heldout_colour_outputs',
+    'python experiments/heldout_colour.py --steps 20000 --conditions tied,colours20,tied20 --out_name heldout_colour_20k',
+    'python experiments/induction_study.py',
+    'python experiments/lens_overhead.py --repeats 5',
+    'python experiments/lens_overhead.py --repeats 5 --out experiments/results/lens_overhead.json',
+    'python experiments/llc_calibration.py --workdir W --name grokking_small',
+    'python experiments/pillmish_results.py',
+    'python experiments/time_steps.py configs/guppylm.py --steps 20 --chunk 20 --log_every 10',
+    'python experiments/time_steps.py configs/timmy.py --seeds 64 --chunk 1000 --steps 2000',
+    'python experiments/timmy_mechanism.py',
+    'python experiments/timmy_run.py',
+    'python experiments/timmy_sweep.py',
+    'python experiments/tiny_llm_results.py',
+    'tensorboard --logdir WORKDIR',
 }
 
 TINYJAX_FLAGS = {'help', 'helpfull', 'helpshort'}

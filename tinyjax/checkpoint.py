@@ -2,6 +2,14 @@
 
 Layout: WORKDIR/[GROUP/]checkpoints/STEP/ ; the state is saved without the
 padding runs, so a checkpoint restores on any number of devices.
+
+Saves are asynchronous: orbax writes on its own threads, which keep an error
+until someone waits. `raise_if_failed` (each chunk) brings a failed save's
+error to the training loop within a chunk; `stop` ends the threads after any
+fault without a second error. Orbax also logs such an error with its traceback;
+the run reports it as one line (tinyjax.faults), so those log records are
+dropped (`_QuietFaults`). A save cut short (STEP.orbax-checkpoint-tmp*) is
+never read, and is deleted when the next run opens the directory.
 """
 
 from __future__ import annotations
@@ -17,7 +25,42 @@ import orbax.checkpoint as ocp
 log = logging.getLogger('tinyjax')
 
 
+class _QuietFaults(logging.Filter):
+  """Drops orbax's log records of a write that failed for a reason the run
+  reports itself (a full disk, a read-only workdir: tinyjax.faults)."""
+
+  def filter(self, record):
+    exc = record.exc_info[1] if record.exc_info else None
+    if exc is None or 'orbax' not in record.pathname:
+      return True
+    from tinyjax import faults
+    return faults.os_error(exc) is None
+
+
+def _quiet_orbax_faults():
+  absl_logger = logging.getLogger('absl')  # orbax logs through absl.logging
+  if not any(isinstance(f, _QuietFaults) for f in absl_logger.filters):
+    absl_logger.addFilter(_QuietFaults())
+
+
+def raise_if_failed(mgr):
+  """Raises the error of an asynchronous save that has failed; returns at once
+  while one is still being written."""
+  if not mgr.is_saving_in_progress():
+    mgr.wait_until_finished()
+
+
+def stop(mgr):
+  """After a fault: waits for orbax's threads to end; their errors (the same
+  fault, or its consequence) are not raised again."""
+  try:
+    mgr.wait_until_finished()
+  except Exception:  # noqa: BLE001
+    pass
+
+
 def manager(workdir: str, group_name: str, keep: int = 0, read_only: bool = False):
+  _quiet_orbax_faults()
   directory = os.path.abspath(os.path.join(workdir, group_name, 'checkpoints'))
   return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
       max_to_keep=keep or None, enable_async_checkpointing=not read_only,

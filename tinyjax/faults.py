@@ -97,12 +97,13 @@ def from_exception(exc, kept: dict[str, int | None], runs_per_device: int | None
   kept: {group: its last intact checkpoint step}."""
   resume = 'then rerun the same command to resume'
   if is_device_oom(exc):
-    n = f' with {runs_per_device} runs per device' if runs_per_device else ''
+    n = runs_per_device
     return DeviceMemoryError(
-        f'the device ran out of memory{n} (RESOURCE_EXHAUSTED); {kept_checkpoints(kept)}; '
-        'on more devices the same command resumes; else train fewer runs per device '
+        'the device ran out of memory' + (f' with {n} run{"s" if n > 1 else ""} per device'
+                                          if n else '')
+        + f' (RESOURCE_EXHAUSTED); {kept_checkpoints(kept)}; train fewer runs per device '
         '(--config.sweep.seeds, --config.sweep.lrs) or a smaller model or train.batch_size '
-        'in a new --workdir')
+        'in a new --workdir, or on more devices rerun the same command to resume')
   e = os_error(exc)
   if e is None:
     return None

@@ -480,7 +480,7 @@ def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
     final = program_lib.flatten_rows({k: v[None] for k, v in fetch(final).items()})
     out.submit(write_cols, end, final)
     out.close()
-    mgr.wait_until_finished()
+    mgr.close()  # waits for the last save; ends orbax's threads
   except BaseException:  # a fault (or Ctrl-C twice): every thread stops, none waits
     warm.join()
     bar.close()

@@ -2,6 +2,14 @@
 
 Layout: WORKDIR/[GROUP/]checkpoints/STEP/ ; the state is saved without the
 padding runs, so a checkpoint restores on any number of devices.
+
+Saves are asynchronous: orbax writes on its own threads, which keep an error
+until someone waits. `raise_if_failed` (each chunk) brings a failed save's
+error to the training loop within a chunk; `stop` ends the threads after any
+fault without a second error. Orbax also logs such an error with its traceback;
+the run reports it as one line (tinyjax.faults), so those log records are
+dropped (`_QuietFaults`). A save cut short (STEP.orbax-checkpoint-tmp*) is
+never read, and is deleted when the next run opens the directory.
 """
 
 from __future__ import annotations
@@ -9,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 
 import jax
 import numpy as np
@@ -17,12 +26,65 @@ import orbax.checkpoint as ocp
 log = logging.getLogger('tinyjax')
 
 
+class _QuietFaults(logging.Filter):
+  """Drops orbax's log records of a write that failed for a reason the run
+  reports itself (a full disk, a read-only workdir: tinyjax.faults)."""
+
+  def filter(self, record):
+    exc = record.exc_info[1] if record.exc_info else None
+    if exc is None or 'orbax' not in record.pathname:
+      return True
+    from tinyjax import faults
+    return faults.os_error(exc) is None
+
+
+def _quiet_orbax_faults():
+  absl_logger = logging.getLogger('absl')  # orbax logs through absl.logging
+  if not any(isinstance(f, _QuietFaults) for f in absl_logger.filters):
+    absl_logger.addFilter(_QuietFaults())
+  if not getattr(sys.unraisablehook, 'tinyjax', False):
+    sys.unraisablehook = _drop_closed_loop_callbacks(sys.unraisablehook)
+
+
+def _drop_closed_loop_callbacks(hook):
+  """A write that fails while others are in flight ends orbax's event loop;
+  tensorstore then completes the others into the closed loop, each printing
+  'RuntimeError: Event loop is closed' (as unraisable): noise after the fault."""
+  def quiet(u):
+    if not (isinstance(u.exc_value, RuntimeError) and str(u.exc_value) == 'Event loop is closed'):
+      hook(u)
+  quiet.tinyjax = True
+  return quiet
+
+
+def raise_if_failed(mgr):
+  """Raises the error of an asynchronous save that has failed; returns at once
+  while one is still being written."""
+  if not mgr.is_saving_in_progress():
+    mgr.wait_until_finished()
+
+
+def stop(mgr):
+  """After a fault: waits for orbax's threads to end and closes the manager;
+  their errors (the same fault, or its consequence) are not raised again."""
+  for call in (mgr.wait_until_finished, mgr.close):
+    try:
+      call()
+    except Exception:  # noqa: BLE001
+      pass
+
+
 def manager(workdir: str, group_name: str, keep: int = 0, read_only: bool = False):
+  _quiet_orbax_faults()
   directory = os.path.abspath(os.path.join(workdir, group_name, 'checkpoints'))
   return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
       max_to_keep=keep or None, enable_async_checkpointing=not read_only,
       create=not read_only, read_only=read_only,
-      cleanup_tmp_directories=not read_only))  # a save cut short by a crash
+      cleanup_tmp_directories=not read_only),  # a save cut short by a crash
+      # One unnamed item, fixed here: else orbax infers it from the first step
+      # it reads, and an empty STEP/ would switch it to many named items, after
+      # which no checkpoint restores and no save is accepted.
+      item_handlers=ocp.StandardCheckpointHandler())
 
 
 def restore_latest(mgr, target, at_step: int | None = None, move_unreadable: bool = True):
@@ -40,13 +102,14 @@ def restore_latest(mgr, target, at_step: int | None = None, move_unreadable: boo
       try:
         return step, mgr.restore(step, args=ocp.args.StandardRestore(target))
       except Exception as e:  # truncated or corrupt files
-        log.warning('checkpoint at step %d is unreadable (%s)', step,
-                    str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
-        print(f'tinyjax: warning: checkpoint at step {step} is unreadable; '
-              'trying an older one', flush=True)
+        log.info('checkpoint at step %d is unreadable (%s)', step,  # the details
+                 str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
+        dst = os.path.join(str(mgr.directory) + '.unreadable', str(step))
+        print(f'tinyjax: warning: checkpoint at step {step} is unreadable'
+              + (f' (moved to {dst})' if move_unreadable else '') + '; trying an older one',
+              flush=True)
         if move_unreadable:
           src = os.path.join(str(mgr.directory), str(step))
-          dst = os.path.join(str(mgr.directory) + '.unreadable', str(step))
           os.makedirs(os.path.dirname(dst), exist_ok=True)
           shutil.rmtree(dst, ignore_errors=True)
           os.replace(src, dst)

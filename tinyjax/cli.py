@@ -6,8 +6,9 @@ import sys
 from absl import flags
 
 
-def fail(msg: str, status: int = 2):
-  print(f'tinyjax: error: {msg[:400]}', file=sys.stderr)
+def fail(msg: str, status: int = 2, tail: str = ''):
+  """One line on stderr (msg cut to 400 characters, then `tail` whole), exit."""
+  print(f'tinyjax: error: {msg[:400]}{tail}', file=sys.stderr)
   exit_now_if_distributed(status)
   sys.exit(status)
 

@@ -4,6 +4,7 @@ Parses flags and calls train.train_and_evaluate; nothing else lives here.
 Override any config field on the command line, e.g. --config.train.steps=500.
 """
 
+import shlex
 import sys
 
 from absl import app
@@ -28,6 +29,7 @@ def main(argv):
   del argv  # cli.parse_flags refused any
   logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
   cli.set_cpu_devices(FLAGS.cpu_devices)
+  from tinyjax import faults
   from tinyjax import train  # after flag parsing: a bad flag fails fast
   from tinyjax.tasks import ConfigError
   try:
@@ -36,8 +38,8 @@ def main(argv):
                                        overwrite=FLAGS.overwrite, progress=FLAGS.progress)
   except ConfigError as e:
     cli.fail(str(e))
-  except train.WriteError as e:
-    cli.fail(str(e), status=1)
+  except faults.Fault as e:  # a full disk, the device out of memory, ...: docs/faults.md
+    cli.fail(str(e), status=e.status, tail=f': {resume_command()}')
   except train.Interrupted:
     print(f'tinyjax: stopped; resume with the same command (--workdir {FLAGS.workdir})',
           file=sys.stderr)
@@ -53,6 +55,12 @@ def main(argv):
   print(report.brief(summary))
   print(f'outputs in {FLAGS.workdir}: summary.json, config.json, checkpoints/, and per run '
         f'metrics.jsonl + TensorBoard events (tensorboard --logdir {FLAGS.workdir})')
+
+
+def resume_command() -> str:
+  """This command line without --overwrite (which would delete what is kept)."""
+  args = [a for a in sys.argv[1:] if a.split('=')[0] not in ('--overwrite', '-overwrite')]
+  return 'python -m tinyjax.run ' + shlex.join(args)
 
 
 if __name__ == '__main__':

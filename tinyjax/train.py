@@ -8,6 +8,12 @@ Host loop, per group of runs (see tinyjax.sweep):
      chunk k's metric rows are fetched, and a background thread writes them;
   4. checkpoint at the scheduled steps (after the metrics before them are on
      disk), evaluate the final parameters, decode the prompts, summarise.
+
+A fault on any thread (a full disk, a read-only workdir, the device out of
+memory) stops the writer and orbax's threads and ends the run with one
+tinyjax.faults.Fault naming it and the last intact checkpoint; a sweep that
+cannot fit in device memory is refused before anything is compiled
+(tinyjax.memory).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import tqdm
 
 from tinyjax import checkpoint as ckpt_lib
 from tinyjax import distributed
+from tinyjax import faults
+from tinyjax import memory
 from tinyjax import model as model_lib
 from tinyjax import program as program_lib
 from tinyjax import sweep as sweep_lib
@@ -39,8 +47,7 @@ class Interrupted(Exception):
   """SIGINT arrived; the current chunk was finished and checkpointed."""
 
 
-class WriteError(Exception):
-  """The workdir could not be written (permissions, full disk, ...)."""
+WriteError = faults.WriteError  # the workdir could not be written (full disk, ...)
 
 
 @dataclasses.dataclass
@@ -174,7 +181,12 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False,
   # All errors before any write; a resumed text task keeps its saved tokenizer.
   resume = not overwrite and os.path.exists(os.path.join(workdir, 'config.json'))
   tasks = [build_task(g.config, workdir if resume else None, g.name) for g in groups]
+  for g, task in zip(groups, tasks):  # a sweep too big for the device: refused here
+    memory.check(program_for(g.config, task), program_lib.hparam_arrays(
+        [r['hparams'] for r in g.runs]), len(g.runs), runs_mesh(len(g.runs)).devices.size,
+                 f'group {g.name}' if g.name else 'the sweep' if len(g.runs) > 1 else 'the run')
   main = distributed.is_main()
+  group = None
   try:
     if main:
       prepare_workdir(config, workdir, overwrite)
@@ -202,15 +214,24 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False,
       distributed.barrier('summary written')
       with open(os.path.join(workdir, 'summary.json')) as f:
         summary = json.load(f)
-  except OSError as e:
-    kept = [f'{g.name or "runs"}: step {ckpt_lib.latest_step(workdir, g.name)}' for g in groups
-            if os.path.isdir(workdir) and ckpt_lib.latest_step(workdir, g.name) is not None]
-    raise WriteError(
-        f'writing to --workdir {workdir} failed: {e.strerror or e} '
-        f'({e.filename or "?"}); ' + (f'checkpoints kept ({", ".join(kept)}): fix the cause and '
-                                      'rerun the same command to resume' if kept else
-                                      'nothing to resume from')) from e
+  except (ConfigError, Interrupted):
+    raise
+  except Exception as e:
+    kept = {g.name or 'runs': _last_intact(workdir, g.name) for g in groups}
+    n = len(group.runs) if group is not None else None
+    fault = faults.from_exception(e, kept, n and math.ceil(n / runs_mesh(n).devices.size))
+    if fault is None:  # a bug: its traceback
+      raise
+    raise fault from e
   return summary
+
+
+def _last_intact(workdir: str, group_name: str) -> int | None:
+  """The newest checkpoint orbax committed (a save cut short has no STEP/)."""
+  try:
+    return ckpt_lib.latest_step(workdir, group_name)
+  except OSError:
+    return None
 
 
 def runs_mesh(n_runs: int | None = None):
@@ -413,7 +434,8 @@ def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
     """Fetches a chunk's rows (waits for the device), queues the writes."""
     n_rows = math.ceil(n / log_every)
     rows = fetch(rows, axis=1, first=n_rows)
-    out.submit(write_rows, chunk_start, n_rows, rows)
+    out.submit(write_rows, chunk_start, n_rows, rows)  # raises the writer's error, if any
+    ckpt_lib.raise_if_failed(mgr)  # and a failed save's
     bar.update(n)
     loss = rows['loss'][n_rows - 1]
     if main:
@@ -424,14 +446,21 @@ def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
       save(end, state_after)
     return end
 
-  # The end-of-run functions compile on a side thread while training runs.
-  warm = threading.Thread(target=prog.warm_up_final, args=(state, hp, data), daemon=True)
+  def warm_up():
+    """The end-of-run functions compile on a side thread while training runs
+    (an error here, e.g. out of memory, comes again from evaluate, in the loop)."""
+    try:
+      prog.warm_up_final(state, hp, data)
+    except Exception:  # noqa: BLE001
+      pass
+
+  warm = threading.Thread(target=warm_up, daemon=True)
   warm.start()
-  if start == 0 and 0 in ckpt_steps and restored is None:
-    save(0, state)
   pending = None
   end = start
   try:
+    if start == 0 and 0 in ckpt_steps and restored is None:
+      save(0, state)
     for chunk_start, n in chunk_schedule(config, start):
       new_state, rows = prog.chunk(state, hp, data, chunk_start, n)
       if pending is not None:
@@ -443,20 +472,21 @@ def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
     else:
       if pending is not None:
         end = finish(*pending)
-  except BaseException:
+
+    # Final evaluation at the last step (or where Ctrl-C stopped us): a row at
+    # `end`, generations, summary entries.
+    warm.join()
+    state, final = prog.evaluate(state, hp, data, end)
+    final = program_lib.flatten_rows({k: v[None] for k, v in fetch(final).items()})
+    out.submit(write_cols, end, final)
+    out.close()
+    mgr.close()  # waits for the last save; ends orbax's threads
+  except BaseException:  # a fault (or Ctrl-C twice): every thread stops, none waits
     warm.join()
     bar.close()
-    mgr.wait_until_finished()
+    out.abort()
+    ckpt_lib.stop(mgr)
     raise
-
-  # Final evaluation at the last step (or where Ctrl-C stopped us): a row at
-  # `end`, generations, summary entries.
-  warm.join()
-  state, final = prog.evaluate(state, hp, data, end)
-  final = program_lib.flatten_rows({k: v[None] for k, v in fetch(final).items()})
-  out.submit(write_cols, end, final)
-  out.close()
-  mgr.wait_until_finished()
   bar.close()
   gens = prog.generations(state['params'], config.eval.max_new_tokens, select=fetch)
   milestones = fetch(state['milestones'])

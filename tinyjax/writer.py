@@ -18,6 +18,12 @@ The host loop hands over whole chunks of rows (numpy, already on the host) and
 goes back to the device at once; a background thread formats and writes them.
 `flush()` blocks until everything handed over is on disk, which the loop calls
 before a checkpoint so that a checkpoint never runs ahead of its metrics.
+
+A failed write (a full disk, a workdir that became read-only) stops the thread's
+writing; the error is raised on the training thread at its next submit, flush
+or close. Event files are written on this thread too (EventFile), not on
+tensorboardX's own thread: that one dies silently on a full disk, after which
+every write blocks on its full queue and the run never ends.
 """
 
 from __future__ import annotations
@@ -29,10 +35,14 @@ import os
 import queue
 import threading
 
+import time
+
 import numpy as np
-import tensorboardX
+from tensorboardX.event_file_writer import EventsWriter
+from tensorboardX.proto.event_pb2 import Event, SessionLog
 from tensorboardX.proto.summary_pb2 import Summary
 from tensorboardX.summary import hparams as tb_hparams
+from tensorboardX.summary import image as tb_image
 
 
 def read_jsonl(path: str) -> list[dict]:
@@ -98,6 +108,18 @@ def file_runs(rel_names: list[str], settings: dict) -> list[int]:
                 for i in idx[:settings['sample_seeds']])
 
 
+def _close_all(calls):
+  """Calls each (flush, close, ...) even when one fails; raises the first error."""
+  error = None
+  for call in calls:
+    try:
+      call()
+    except (OSError, ValueError) as e:  # ValueError: a file closed before
+      error = error or e
+  if error is not None:
+    raise error
+
+
 def _fsync_write(path: str, write):
   tmp = path + '.tmp'
   with open(tmp, 'wb') as f:
@@ -105,6 +127,45 @@ def _fsync_write(path: str, write):
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, path)
+
+
+class EventFile:
+  """A TensorBoard event file written by the calling thread (the writer's), so
+  that a failed write raises where it can be handled. The events are those
+  tensorboardX's SummaryWriter writes: purge_step, as there, hides the events
+  of steps >= purge_step that an earlier, interrupted run wrote."""
+
+  FLUSH_SECS = 30
+
+  def __init__(self, logdir: str, purge_step: int | None = None):
+    os.makedirs(logdir, exist_ok=True)
+    self.events = EventsWriter(os.path.join(logdir, 'events'))
+    self.last_flush = time.time()
+    if purge_step is not None:
+      self._add(Event(step=purge_step, file_version='brain.Event:2'))
+      self._add(Event(step=purge_step, session_log=SessionLog(status=SessionLog.START)))
+
+  def _add(self, event):
+    event.wall_time = time.time()
+    self.events.write_event(event)
+    if event.wall_time - self.last_flush > self.FLUSH_SECS:  # TensorBoard sees it live
+      self.flush()
+
+  def add_summary(self, summary, step: int | None = None):
+    event = Event(summary=summary)
+    if step is not None:
+      event.step = int(step)
+    self._add(event)
+
+  def add_image(self, tag: str, img_HxW, step: int):
+    self.add_summary(tb_image(tag, img_HxW, dataformats='HW'), step)
+
+  def flush(self):
+    self.events.flush()  # and fsync
+    self.last_flush = time.time()
+
+  def close(self):
+    _close_all([self.flush, self.events.close])
 
 
 class Columns:
@@ -192,9 +253,8 @@ class AcrossSeeds:
     # the metric's own tag: TensorBoard draws the runs that share a tag in one
     # chart, so p10/p50/p90/mean of `loss` are one picture, not four panels.
     # purge_step: a resume drops the events it redoes, as RunWriter does.
-    self.tb = {(c, stat): tensorboardX.SummaryWriter(
-                   os.path.join(group_dir, 'across_seeds', c, stat),
-                   purge_step=start_step or None, flush_secs=30)
+    self.tb = {(c, stat): EventFile(os.path.join(group_dir, 'across_seeds', c, stat),
+                                    start_step or None)
                for c in self.conds for stat in STATS}
 
   def write(self, steps_G, cols: dict[str, np.ndarray], runs_R=None):
@@ -213,15 +273,14 @@ class AcrossSeeds:
           values[g].append(Summary.Value(tag=names[m], simple_value=s_MxG[m, g]))
         for step, vals in zip(steps_G, values):
           if vals:
-            self.tb[cond, stat]._get_file_writer().add_summary(Summary(value=vals), int(step))
+            self.tb[cond, stat].add_summary(Summary(value=vals), int(step))
 
   def flush(self):
     for w in self.tb.values():
       w.flush()
 
   def close(self):
-    for w in self.tb.values():
-      w.close()
+    _close_all([w.close for w in self.tb.values()])
 
 
 def across_seeds_from_files(group_dir: str, rel_names: list[str]):
@@ -245,11 +304,10 @@ class RunWriter:
     if os.path.exists(self.lens_path):  # a resumed checkpoint's own row stays
       truncate_jsonl(self.lens_path, start_step + 1 if start_step else 0)
     self.lens_jsonl = None  # opened by the first checkpoint lens row
-    self.tb = tensorboardX.SummaryWriter(run_dir, purge_step=start_step or None,
-                                         flush_secs=30)
+    self.tb = EventFile(run_dir, start_step or None)
     if start_step == 0 and hparams:
       for summary in tb_hparams(hparams, {m: 0.0 for m in metric_names}):
-        self.tb._get_file_writer().add_summary(summary)
+        self.tb.add_summary(summary)
 
   def write(self, step: int, metrics: dict[str, float]):
     self._row(self.jsonl, step, metrics)
@@ -260,7 +318,7 @@ class RunWriter:
     # ~16x more host time, which adds up over hundreds of runs.
     values = [Summary.Value(tag=k, simple_value=v) for k, v in metrics.items()
               if math.isfinite(v)]
-    self.tb._get_file_writer().add_summary(Summary(value=values), step)
+    self.tb.add_summary(Summary(value=values), step)
 
   def write_lenses(self, step: int, metrics: dict[str, float], images=None):
     """A checkpoint's lens row (lenses.jsonl, TensorBoard scalars) and
@@ -269,7 +327,7 @@ class RunWriter:
       self.lens_jsonl = open(self.lens_path, 'a')
     self._row(self.lens_jsonl, step, metrics)
     for tag, img in (images or {}).items():
-      self.tb.add_image(tag, img, step, dataformats='HW')
+      self.tb.add_image(tag, img, step)
 
   def flush(self):
     for f in (self.jsonl, self.lens_jsonl):
@@ -279,22 +337,26 @@ class RunWriter:
     self.tb.flush()
 
   def close(self):
-    self.flush()
-    self.jsonl.close()
-    if self.lens_jsonl is not None:
-      self.lens_jsonl.close()
-    self.tb.close()
+    _close_all([self.flush, self.jsonl.close, self.tb.close]
+               + ([self.lens_jsonl.close] if self.lens_jsonl is not None else []))
 
 
 class AsyncWriter:
   """One background thread writing for a whole group: `sinks` are the
-  writers (Columns, RunWriter, AcrossSeeds) flushed and closed with it."""
+  writers (Columns, RunWriter, AcrossSeeds) flushed and closed with it.
+
+  The first error stops the writing (what is queued after it is dropped: the
+  disk that refused one row refuses the next) and is raised on the training
+  thread by the next submit, flush or close; no call waits on a thread that
+  has stopped."""
+
+  POLL_S = 1.0  # how often a waiting flush checks that the thread still runs
 
   def __init__(self, sinks: list):
     self.sinks = sinks
     self.q: queue.Queue = queue.Queue()
     self.error: BaseException | None = None
-    self.thread = threading.Thread(target=self._loop, daemon=True)
+    self.thread = threading.Thread(target=self._loop, daemon=True, name='tinyjax-writer')
     self.thread.start()
 
   def _loop(self):
@@ -303,18 +365,19 @@ class AsyncWriter:
       try:
         if item is None:
           return
-        if isinstance(item, threading.Event):
+        if self.error is not None:  # stopped: drop the work, wake the waiters
+          pass
+        elif isinstance(item, threading.Event):
           for w in self.sinks:
             w.flush()
-          item.set()
-          continue
-        fn, args = item
-        fn(*args)
+        else:
+          fn, args = item
+          fn(*args)
       except BaseException as e:  # surfaced on the training thread
         self.error = e
+      finally:
         if isinstance(item, threading.Event):
           item.set()
-      finally:
         self.q.task_done()
 
   def submit(self, fn, *args):
@@ -324,7 +387,9 @@ class AsyncWriter:
   def flush(self):
     done = threading.Event()
     self.q.put(done)
-    done.wait()
+    while not done.wait(self.POLL_S):
+      if not self.thread.is_alive():
+        raise RuntimeError('the writer thread stopped')
     self._raise()
 
   def close(self):
@@ -334,6 +399,20 @@ class AsyncWriter:
     for w in self.sinks:
       w.close()
     self._raise()
+
+  def abort(self):
+    """After a failure anywhere: stops the thread (dropping what is queued)
+    and closes the files, ignoring their errors (the first one is the news);
+    nothing is left to fail again at interpreter exit."""
+    if self.error is None:
+      self.error = RuntimeError('aborted')  # the thread drops the rest
+    self.q.put(None)
+    self.thread.join(timeout=10 * self.POLL_S)
+    for w in self.sinks:
+      try:
+        w.close()
+      except Exception:  # noqa: BLE001 (a full disk fails the last flush too)
+        pass
 
   def _raise(self):
     if self.error is not None:

@@ -63,7 +63,12 @@ DEFAULTS = dict(
     geometry=True, icl=True, fourier=True, sharpness_iters=0, llc=False, llc_chains=4,
     llc_draws=200, llc_burnin=200, llc_epsilon=1e-3, llc_gamma=100.0, llc_nbeta=0.0,
     llc_batch=0,
-    attention_images=0)
+    attention_images=0, extra=())
+
+# Lenses a config names in `lenses.extra` by name (tinyjax.extend.Lens: one
+# run's LensInput -> {name: float scalar}, written as lens/<name>/<key>);
+# your own are named 'package.module:attr' or 'file.py:attr' instead.
+LENSES = {}
 
 
 def settings(config) -> ml_collections.ConfigDict:

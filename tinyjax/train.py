@@ -27,6 +27,7 @@ import tqdm
 
 from tinyjax import checkpoint as ckpt_lib
 from tinyjax import distributed
+from tinyjax import extend
 from tinyjax import model as model_lib
 from tinyjax import program as program_lib
 from tinyjax import sweep as sweep_lib
@@ -174,6 +175,8 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False,
   # All errors before any write; a resumed text task keeps its saved tokenizer.
   resume = not overwrite and os.path.exists(os.path.join(workdir, 'config.json'))
   tasks = [build_task(g.config, workdir if resume else None, g.name) for g in groups]
+  for g, task in zip(groups, tasks):  # the task, model and lens contracts, by shapes
+    extend.check(program_for(g.config, task))
   main = distributed.is_main()
   try:
     if main:
@@ -458,7 +461,8 @@ def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
   out.close()
   mgr.wait_until_finished()
   bar.close()
-  gens = prog.generations(state['params'], config.eval.max_new_tokens, select=fetch)
+  gens = (prog.generations(state['params'], config.eval.max_new_tokens, select=fetch)
+          if prog.can_decode else [{} for _ in mine])  # a model without decode: none
   milestones = fetch(state['milestones'])
   diverged = fetch(state['diverged_step'])
   results = []

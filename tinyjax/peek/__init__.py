@@ -131,7 +131,7 @@ class _Inspector:
     import jax
     from flax import nnx
     self.prog = prog
-    self.attention = prog.config.model.name == 'transformer'
+    self.attention = prog.attention_model
 
     def fwd(params, toks):
       model = nnx.merge(prog.graphdef, params)
@@ -197,6 +197,9 @@ def export(workdir: str, out: str, run: str | None = None, step: int | None = No
   from tinyjax import sampler
   prog, group, index = gen.open_run(workdir, run)
   cfg, task, vocab = group.config, prog.task, prog.task.vocab
+  if not prog.can_decode:  # the export samples text (before anything is written)
+    raise ConfigError(f'model.name {cfg.model.name!r}: model contract: it has no '
+                      'init_cache/decode, so peek cannot sample its text')
   run_name = group.runs[index]['name']
   sample_prompt = sample_prompt or (task.prompts[0] if task.prompts else predict)
   ids = {}

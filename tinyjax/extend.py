@@ -280,18 +280,21 @@ def build_abstract(build, spec):
   """nnx.eval_shape of a model constructor, as the model contract: one line
   if it fails or does not return an nnx.Module."""
   from flax import nnx
+
+  def checked():
+    model = build()
+    if not isinstance(model, nnx.Module):
+      raise ConfigError(f'model.name {spec!r}: model contract: constructing it returned a '
+                        f'{type(model).__name__}, not an nnx.Module')
+    return model
   try:
-    model = nnx.eval_shape(build)
+    return nnx.eval_shape(checked)
   except ConfigError:
     raise
   except Exception as e:
     raise ConfigError(f'model.name {spec!r}: model contract: constructing it as cls(cfg, '
                       f'vocab_size, max_len, rngs=...) failed: {type(e).__name__}: '
                       f'{_one_line(e)}') from None
-  if not isinstance(model, nnx.Module):
-    raise ConfigError(f'model.name {spec!r}: model contract: constructing it returned a '
-                      f'{type(model).__name__}, not an nnx.Module')
-  return model
 
 
 def check(prog):
@@ -344,8 +347,8 @@ def check(prog):
 
   for name, fn in prog.extra_lenses:
     what = f'lenses.extra {name!r}: lens contract'
-    m = guarded(what, lambda st, h: prog._extra_lens(fn, st['params'], h, batch, 0), state,
-                {**hp, 'w0': state['params']})
+    m = guarded(what, lambda st, h, b: prog._extra_lens(fn, st['params'], h, b, 0), state,
+                {**hp, 'w0': state['params']}, batch)
     if not isinstance(m, dict):
       raise ConfigError(f'{what}: it returned {type(m).__name__}; return {{name: float scalar}}')
     for k, v in m.items():

@@ -85,6 +85,7 @@ class LensInput:
   step: Any             # int32 scalar
   hp: dict              # the run's traced hyperparameters (seed, lr, ...)
   config: Any           # the whole config (static)
+  program: Any = None   # the tinyjax.program.Program (static facts: task, probe, ...)
   _init: Any = None     # () -> the parameters at step 0 (computed on use)
 
   @property
@@ -102,7 +103,11 @@ class Lens(Protocol):
   it). Each value must be a float scalar (shape ()); it is written as the
   metric `lens/<lens name>/<name>` (the lens name: its attribute name), which
   milestones, TensorBoard, metrics.jsonl and tinyjax.results.load see like
-  any other metric.
+  any other metric. The built-in step lenses (tinyjax.lenses.LENSES: attention,
+  probe, copying, geometry, fourier, icl) are lenses of this kind too, switched
+  by their lenses.<name> setting and written under the names they always had
+  (some per layer and head, `_LxH`); named in lenses.extra they are written
+  under lens/<name>/ like yours.
   """
 
   def __call__(self, x: LensInput) -> dict: ...
@@ -347,13 +352,14 @@ def check(prog):
 
   for name, fn in prog.extra_lenses:
     what = f'lenses.extra {name!r}: lens contract'
-    m = guarded(what, lambda st, h, b: prog._extra_lens(fn, st['params'], h, b, 0), state,
+    m = guarded(what, lambda st, h, b: fn(prog.lens_input(st['params'], h, b, 0)), state,
                 {**hp, 'w0': state['params']}, batch)
     if not isinstance(m, dict):
       raise ConfigError(f'{what}: it returned {type(m).__name__}; return {{name: float scalar}}')
     for k, v in m.items():
       if not isinstance(k, str) or not hasattr(v, 'shape'):
-        raise ConfigError(f'{what}: entry {k!r} is {type(v).__name__}; return {{str: float scalar}}')
+        raise ConfigError(f'{what}: entry {k!r} is {type(v).__name__}; '
+                          'return {str: float scalar}')
       if tuple(v.shape) != () or not jnp.issubdtype(v.dtype, jnp.floating):
         raise ConfigError(f'{what}: {k!r} is {v.dtype}{list(v.shape)}; a lens returns float '
                           'scalars (shape ())')

@@ -129,6 +129,16 @@ class Program:
       self.probe, self.probe_l = lenses_lib.repeated_probe(
           len(task.vocab), self.lens.probe_len, self.lens.probe_rows, self.context or self.max_len)
       self.lens.probe = self.probe_l >= 2  # too short a context for a repeat
+    # The step lenses, in the order they are written: the built-ins this model
+    # and task have (their own metric names), then config.lenses.extra's
+    # (lens/<name>/<key>); every one a tinyjax.extend.Lens.
+    on = {'attention': self.lens.attention, 'probe': self.attention_model and self.lens.probe,
+          'copying': self.attention_model and self.lens.copying, 'geometry': self.lens.geometry,
+          'fourier': (self.lens.fourier and  # residue embeddings: the modular task, however named
+                      extend.resolve('task', config.task.name) is tasks_lib.TASKS['modular']),
+          'icl': self.icl}
+    self.step_lenses = ([(lenses_lib.LENSES[n], '') for n in lenses_lib.BUILTIN if on[n]]
+                        + [(fn, f'lens/{n}/') for n, fn in self.extra_lenses])
 
     # init and evaluate run once per run: they are compiled at XLA's lowest
     # backend optimisation level (the threefry init of a 64-run sweep takes
@@ -212,43 +222,24 @@ class Program:
     return m, grads
 
   def _cheap_lenses(self, params, hp, aux, batch, logits, step):
-    """The step lenses of one run (tinyjax.lenses) at the logged steps, then
-    config.lenses.extra's (lens/<name>/<key>)."""
-    lens, m = self.lens, {}
-    if lens.attention and 'attn_first_LxBxHxT' in aux:
-      m.update(lenses_lib.attention_stats(aux['attn_entropy_LxBxHxT'], aux['attn_first_LxBxHxT'],
-                                          batch['valid_NxT']))
-    model = nnx.merge(self.graphdef, params)
-    if self.attention_model and lens.probe:
-      logits_p, aux_p = model(jnp.asarray(self.probe), inspect=True)
-      m.update(lenses_lib.pattern_scores(aux_p['attn_LxBxHxTxT'], self.probe_l))
-      m['probe/icl'] = lenses_lib.probe_icl(logits_p, jnp.asarray(self.probe), self.probe_l)
-    if self.attention_model and lens.copying:
-      m.update(lenses_lib.copying_ov(model))
-    if lens.geometry:
-      w0 = hp['w0'] if 'w0' in hp else self._init_run(hp)['params']
-      m.update(lenses_lib.distance_from_init(nnx.to_pure_dict(params), nnx.to_pure_dict(w0)))
-    if lens.fourier and self.config.task.name == 'modular':
-      m['fourier/embed_gini'] = lenses_lib.gini(lenses_lib.embedding_frequency_norms(
-          model.embed.embedding[...], self.config.task.p))
-    if self.icl:
-      m.update(lenses_lib.icl(loss_lib.token_ce(logits, batch['y_NxT']), batch['mask_NxT']))
-    for name, fn in self.extra_lenses:
-      m.update(self._extra_lens(fn, params, hp, batch, step, (logits, aux), name))
+    """The step lenses of one run at the logged steps (self.step_lenses)."""
+    x = self.lens_input(params, hp, batch, step, (logits, aux))
+    m = {}
+    for fn, prefix in self.step_lenses:
+      out = fn(x)
+      m.update({f'{prefix}{k}': jnp.asarray(v, jnp.float32) for k, v in out.items()}
+               if prefix else out)
     return m
 
-  def _extra_lens(self, fn, params, hp, batch, step, out=None, name=None):
-    """One lens of config.lenses.extra on one run (the contract:
-    tinyjax.extend.Lens); keys prefixed lens/<name>/ when a name is given."""
+  def lens_input(self, params, hp, batch, step, out=None):
+    """What a lens sees of one run (tinyjax.extend.LensInput); out: the
+    model's (logits, aux) on the batch, if already computed."""
     logits, aux = out if out is not None else self.call(params, batch['x_NxT'])
     w0 = lambda: nnx.to_pure_dict(hp['w0'] if 'w0' in hp else self._init_run(hp)['params'])
-    x = extend.LensInput(model=nnx.merge(self.graphdef, params), params=nnx.to_pure_dict(params),
-                         batch=batch, logits=logits, aux=aux, step=step, hp=hp,
-                         config=self.config, _init=w0)
-    m = fn(x)
-    if name is None:
-      return m
-    return {f'lens/{name}/{k}': jnp.asarray(v, jnp.float32) for k, v in m.items()}
+    return extend.LensInput(model=nnx.merge(self.graphdef, params),
+                            params=nnx.to_pure_dict(params), batch=batch, logits=logits,
+                            aux=aux, step=step, hp=hp, config=self.config, program=self,
+                            _init=w0)
 
   def _every(self, step, fn):
     """fn() at the steps that are multiples of lenses.every, NaN elsewhere

@@ -40,7 +40,8 @@ class ParityMLP(nnx.Module):
     if cfg.width < 1:
       raise ConfigError(f'model.width: {cfg.width} is not allowed; use >= 1')
     if vocab_size != 2:
-      raise ConfigError(f'model.name: ParityMLP reads two tokens (-, +); this task has {vocab_size}')
+      raise ConfigError(f'model.name: ParityMLP reads two tokens (-, +); the task has '
+                        f'{vocab_size}')
 
   def __call__(self, tokens_BxT):
     x_BxN = 2.0 * tokens_BxT.astype(jnp.float32) - 1.0

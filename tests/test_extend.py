@@ -198,15 +198,29 @@ def test_broken_contract_is_one_line_and_nothing_is_written(tmp_path, field, val
   assert not w.exists()
 
 
-def test_a_model_without_decode_trains_and_generate_says_why_not(tmp_path):
+def test_a_model_without_decode_trains_and_generate_and_peek_say_why_not(tmp_path):
   cfg = make_config(steps=5, seeds=0)
   with cfg.unlocked():
     cfg.model.name = f'{__name__}:NoDecode'
     cfg.eval.track_generations = False
-  r = api.train(cfg, str(tmp_path))
+  w = tmp_path / 'w'
+  r = api.train(cfg, str(w))
   assert r.summary['runs'][0]['generations'] == {}
   with pytest.raises(ConfigError, match='model contract: it has no init_cache/decode'):
-    api.generate(str(tmp_path), ['a'])
+    api.generate(str(w), ['a'])
+  from tinyjax import peek
+  with pytest.raises(ConfigError, match='model contract: it has no init_cache/decode, so peek'):
+    peek.export(str(w), str(tmp_path / 'peek'), probe='abc', predict='a')
+  assert not (tmp_path / 'peek').exists()
+
+
+def test_peek_refuses_a_model_without_token_embeddings_before_writing(tmp_path):
+  w = tmp_path / 'w'
+  api.train(make_config(steps=5, seeds=0), str(w))
+  from tinyjax import peek
+  with pytest.raises(ConfigError, match="peek exports a token embedding table .an nnx.Embed"):
+    peek.export(str(w), str(tmp_path / 'peek'), probe='abc', predict='a')
+  assert not (tmp_path / 'peek').exists()
 
 
 LENS_FILE = '''

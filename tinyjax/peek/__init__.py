@@ -212,11 +212,14 @@ def export(workdir: str, out: str, run: str | None = None, step: int | None = No
   if not steps:
     raise ConfigError(f'--workdir {workdir}: no checkpoint to export')
   found, params = gen.load_params(workdir, prog, group, index, step)
+  p = _np(params)
+  if 'embedding' not in p.get('embed', {}):  # peek's pages start from the token embeddings
+    raise ConfigError(f'model.name {cfg.model.name!r}: peek exports a token embedding table '
+                      "(an nnx.Embed named 'embed'); this model has none")
   try:
     os.makedirs(out, exist_ok=True)
   except OSError as e:
     raise ConfigError(f'--out {out}: cannot be created as a directory ({e.strerror or e})') from None
-  p = _np(params)
   inspect = _Inspector(prog)
   is_tf = inspect.attention
   names, missing = torch_params(p, cfg.model) if is_tf else ([], ['everything but vocab, '

@@ -63,7 +63,9 @@ DEFAULTS = dict(
     geometry=True, icl=True, fourier=True, sharpness_iters=0, llc=False, llc_chains=4,
     llc_draws=200, llc_burnin=200, llc_epsilon=1e-3, llc_gamma=100.0, llc_nbeta=0.0,
     llc_batch=0,
-    attention_images=0)
+    attention_images=0, extra=())
+
+# The built-in step lenses are at the end of this file (LENSES).
 
 
 def settings(config) -> ml_collections.ConfigDict:
@@ -337,3 +339,44 @@ def restricted_excluded_loss(logits_PPxC, answers_PP, train_mask_PP, p: int, fre
   w = jnp.asarray(train_mask_PP, jnp.float32)
   excluded = (ce(logits_PPxC - proj) * w).sum() / w.sum()
   return restricted, excluded
+
+
+# ------------------------------------- the step lenses (tinyjax.extend.Lens) ---
+# Each takes one run's LensInput and returns its metrics; the Program calls the
+# ones its model and task have (switched by lenses.<name>), in this order, and
+# `lenses.extra` names these or your own ('package.module:attr', 'file.py:attr').
+def attention_lens(x):
+  if 'attn_first_LxBxHxT' not in x.aux:  # a model without attention statistics
+    return {}
+  return attention_stats(x.aux['attn_entropy_LxBxHxT'], x.aux['attn_first_LxBxHxT'],
+                         x.batch['valid_NxT'])
+
+
+def probe_lens(x):
+  probe = jnp.asarray(x.program.probe)
+  logits_p, aux_p = x.model(probe, inspect=True)
+  m = pattern_scores(aux_p['attn_LxBxHxTxT'], x.program.probe_l)
+  m['probe/icl'] = probe_icl(logits_p, probe, x.program.probe_l)
+  return m
+
+
+def copying_lens(x):
+  return copying_ov(x.model)
+
+
+def geometry_lens(x):
+  return distance_from_init(x.params, x.init_params)
+
+
+def fourier_lens(x):
+  return {'fourier/embed_gini': gini(embedding_frequency_norms(
+      x.model.embed.embedding[...], x.config.task.p))}
+
+
+def icl_lens(x):
+  return icl(loss_lib.token_ce(x.logits, x.batch['y_NxT']), x.batch['mask_NxT'])
+
+
+LENSES = {'attention': attention_lens, 'probe': probe_lens, 'copying': copying_lens,
+          'geometry': geometry_lens, 'fourier': fourier_lens, 'icl': icl_lens}
+BUILTIN = tuple(LENSES)  # the order their metrics are written in

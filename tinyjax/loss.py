@@ -20,13 +20,14 @@ def masked_mean(x, w):
   return jnp.where(total > 0, (x * w).sum() / jnp.maximum(total, 1e-30), jnp.nan)
 
 
-def lm_metrics(logits_BxTxV, batch, class_names, aux, prefix=''):
+def lm_metrics(logits_BxTxV, batch, class_names, aux, prefix='', token_loss=None):
   """Loss and accuracy, overall and per token class, plus attention entropy.
 
   The classes partition the scored targets, so sum_c n_c * loss/c / n == loss.
   Attention entropy is the mean over real query positions of each head.
+  token_loss: the task's per-target loss (None: cross-entropy).
   """
-  ce_BxT = token_ce(logits_BxTxV, batch['y_NxT'])
+  ce_BxT = (token_loss or token_ce)(logits_BxTxV, batch['y_NxT'])
   mask_BxT = batch['mask_NxT']
   correct_BxT = (logits_BxTxV.argmax(-1) == batch['y_NxT']).astype(jnp.float32)
   m = {f'{prefix}loss': masked_mean(ce_BxT, mask_BxT),

@@ -8,7 +8,8 @@ aux holds what the metrics need from inside the forward pass:
   (transformers only; absent for models without attention).
 
 Models are built from `config.model` plus the vocabulary size and the longest
-sequence of the task; `MODELS` is the registry configs choose from by name.
+sequence of the task; `MODELS` names the built-ins, and `model.name` may name
+your own class instead (the contract: tinyjax.extend.ModelClass).
 """
 
 from __future__ import annotations
@@ -247,6 +248,23 @@ class Transformer(nnx.Module):
       self.unembed = _dense(d, vocab_size, cfg.unembed_bias, cfg, rngs,
                             std=cfg.get('unembed_init_std', 0.0))
 
+  @classmethod
+  def validate_config(cls, cfg, vocab_size: int, max_len: int):
+    del vocab_size
+    for field, allowed in CHOICES.items():
+      if cfg[field] not in allowed:
+        raise ConfigError(f'model.{field}: {cfg[field]!r} is not allowed; choose one '
+                          f'of {list(allowed)}')
+    for field in ('d_model', 'n_heads', 'n_layers'):
+      if cfg[field] < 1:
+        raise ConfigError(f'model.{field}: {cfg[field]} is not allowed; use >= 1')
+    if cfg.d_model % cfg.n_heads:
+      raise ConfigError(f'model.d_model: {cfg.d_model} is not divisible by '
+                        f'model.n_heads={cfg.n_heads}')
+    if cfg.positions == 'learned' and cfg.max_len and cfg.max_len < max_len:
+      raise ConfigError(f'model.max_len: {cfg.max_len} is shorter than the task\'s '
+                        f'sequences ({max_len} tokens)')
+
   def _embed(self, tokens_BxT, pos_BxT=None):
     """Token (+ position) embeddings; positions 0..T-1 unless pos_BxT is given."""
     t = tokens_BxT.shape[1]
@@ -334,6 +352,16 @@ class WindowMLP(nnx.Module):
                           kernel_init=lecun, bias_init=zeros)
     self.act = ACTIVATIONS[cfg.activation]
 
+  @classmethod
+  def validate_config(cls, cfg, vocab_size: int, max_len: int):
+    del vocab_size, max_len
+    if cfg.activation not in ACTIVATIONS:
+      raise ConfigError(f'model.activation: {cfg.activation!r} is not allowed; choose '
+                        f'one of {list(ACTIVATIONS)}')
+    for field in ('context', 'embed_dim', 'hidden_dim'):
+      if cfg[field] < 1:
+        raise ConfigError(f'model.{field}: {cfg[field]} is not allowed; use >= 1')
+
   def __call__(self, tokens_BxT):
     t = tokens_BxT.shape[1]
     e_BxTxE = self.embed(tokens_BxT)
@@ -369,44 +397,29 @@ CHOICES = {'positions': ('sinusoidal', 'learned', 'none'),
 
 
 def validate(cfg, vocab_size: int, max_len: int):
-  if cfg.name not in MODELS:
-    raise ConfigError(f'model.name: {cfg.name!r} is not a known model; choose one '
-                      f'of {sorted(MODELS)}')
+  """The fields every model shares, then the model's own `validate_config`
+  (if it has one). `model.name` is resolved by tinyjax.extend: a name from
+  MODELS, or your own 'package.module:attr' / 'file.py:attr'."""
+  from tinyjax import extend
+  cls = extend.resolve('model', cfg.name)
   if cfg.get('init', 'normal') not in ('normal', 'torch'):
     raise ConfigError(f"model.init: {cfg.init!r} is not allowed; choose one of ['normal', 'torch']")
   if not 0.0 <= cfg.get('dropout', 0.0) < 1.0:
     raise ConfigError(f'model.dropout: {cfg.dropout} is not allowed; use a rate in [0, 1)')
-  if cfg.get('dropout', 0.0) and cfg.name != 'transformer':
-    raise ConfigError(f'model.dropout: {cfg.dropout} is not allowed for model {cfg.name!r}; '
-                      'only the transformer has dropout (use 0)')
+  if cfg.get('dropout', 0.0) and not extend.accepts(getattr(cls, '__call__', cls), 'dropout_key'):
+    raise ConfigError(f'model.dropout: {cfg.dropout} is not allowed for model {cfg.name!r}, '
+                      'which takes no dropout_key (use 0)')
   if cfg.get('vocab_size', 0) and cfg.vocab_size < vocab_size:
     raise ConfigError(f'model.vocab_size: {cfg.vocab_size} is smaller than the tokenizer\'s '
                       f'{vocab_size} tokens; use 0 (the tokenizer\'s) or >= {vocab_size}')
-  if cfg.name == 'transformer':
-    for field, allowed in CHOICES.items():
-      if cfg[field] not in allowed:
-        raise ConfigError(f'model.{field}: {cfg[field]!r} is not allowed; choose one '
-                          f'of {list(allowed)}')
-    for field in ('d_model', 'n_heads', 'n_layers'):
-      if cfg[field] < 1:
-        raise ConfigError(f'model.{field}: {cfg[field]} is not allowed; use >= 1')
-    if cfg.d_model % cfg.n_heads:
-      raise ConfigError(f'model.d_model: {cfg.d_model} is not divisible by '
-                        f'model.n_heads={cfg.n_heads}')
-    if cfg.positions == 'learned' and cfg.max_len and cfg.max_len < max_len:
-      raise ConfigError(f'model.max_len: {cfg.max_len} is shorter than the task\'s '
-                        f'sequences ({max_len} tokens)')
-  if cfg.name == 'window_mlp':
-    if cfg.activation not in ACTIVATIONS:
-      raise ConfigError(f'model.activation: {cfg.activation!r} is not allowed; choose '
-                        f'one of {list(ACTIVATIONS)}')
-    for field in ('context', 'embed_dim', 'hidden_dim'):
-      if cfg[field] < 1:
-        raise ConfigError(f'model.{field}: {cfg[field]} is not allowed; use >= 1')
+  if hasattr(cls, 'validate_config'):
+    cls.validate_config(cfg, vocab_size, max_len)
 
 
 def build(cfg, vocab_size: int, max_len: int, rngs: nnx.Rngs) -> nnx.Module:
-  return MODELS[cfg.name](cfg, vocab_size, cfg.get('max_len') or max_len, rngs=rngs)
+  from tinyjax import extend
+  return extend.resolve('model', cfg.name)(cfg, vocab_size, cfg.get('max_len') or max_len,
+                                           rngs=rngs)
 
 
 def count_params(state) -> int:

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tinyjax import extend
 from tinyjax import lenses as lenses_lib
 from tinyjax import loss as loss_lib
 from tinyjax import model as model_lib
@@ -91,9 +92,11 @@ class Program:
     self.eval_steps = np.asarray(config.eval.get('steps', ()) or [-1], np.int32)
     self.groups_per_chunk = chunk_steps(config) // self.log_every
     self.milestones = [(name, *spec) for name, spec in config.milestones.items()]
-    abstract = nnx.eval_shape(lambda: model_lib.build(
-        config.model, self.vocab_size, self.max_len, nnx.Rngs(0)))
+    abstract = extend.build_abstract(lambda: model_lib.build(
+        config.model, self.vocab_size, self.max_len, nnx.Rngs(0)), config.model.name)
     self.graphdef, abstract_params = nnx.split(abstract)
+    # Generation needs the model's KV-cached decoding (tinyjax.sampler).
+    self.can_decode = hasattr(abstract, 'init_cache') and hasattr(abstract, 'decode')
     self.num_params = model_lib.count_params(abstract_params)
     # An eval source named 'train' (a corpus's train estimate) reads data['train'].
     self.data = {'train': task.train.arrays(),
@@ -108,18 +111,34 @@ class Program:
                                          config.eval.get('top_k', 0),
                                          config.eval.get('top_p', 1.0))
     self._prompts = self._encode_prompts()
+    if self._prompts['track'] and self._prompts['teacher'] is None and not self.can_decode:
+      raise ConfigError(f'model.name {config.model.name!r}: model contract: the tracked prompts '
+                        'do not fit one forward pass and the model has no init_cache/decode to '
+                        'generate them; set eval.track_generations = False')
     # Lenses (tinyjax.lenses): the cheap ones in every logged step, the
     # expensive ones at checkpoints (`checkpoint_lenses`).
     self.lens = lenses_lib.settings(config)
-    self.attention_model = config.model.name == 'transformer'
+    self.extra_lenses = extend.extra_lenses(config)  # [(name, fn)]: lens/<name>/...
+    # The probe and copying lenses read a transformer's blocks (a subclass too).
+    self.attention_model = isinstance(abstract, model_lib.Transformer)
     self.icl = self.lens.icl and self.max_len >= lenses_lib.ICL_MIN_LEN
     # A milestone on a lens metric (e.g. induction_step) is checked every step.
-    self.lens_milestones = any(metric.startswith(lenses_lib.PREFIXES)
+    self.lens_milestones = any(metric.startswith(lenses_lib.PREFIXES + ('lens/',))
                                for _, metric, _, _ in self.milestones)
     if self.attention_model and self.lens.probe:
       self.probe, self.probe_l = lenses_lib.repeated_probe(
           len(task.vocab), self.lens.probe_len, self.lens.probe_rows, self.context or self.max_len)
       self.lens.probe = self.probe_l >= 2  # too short a context for a repeat
+    # The step lenses, in the order they are written: the built-ins this model
+    # and task have (their own metric names), then config.lenses.extra's
+    # (lens/<name>/<key>); every one a tinyjax.extend.Lens.
+    on = {'attention': self.lens.attention, 'probe': self.attention_model and self.lens.probe,
+          'copying': self.attention_model and self.lens.copying, 'geometry': self.lens.geometry,
+          'fourier': (self.lens.fourier and  # residue embeddings: the modular task, however named
+                      extend.resolve('task', config.task.name) is tasks_lib.TASKS['modular']),
+          'icl': self.icl}
+    self.step_lenses = ([(lenses_lib.LENSES[n], '') for n in lenses_lib.BUILTIN if on[n]]
+                        + [(fn, f'lens/{n}/') for n, fn in self.extra_lenses])
 
     # init and evaluate run once per run: they are compiled at XLA's lowest
     # backend optimisation level (the threefry init of a 64-run sweep takes
@@ -155,7 +174,7 @@ class Program:
     step 0, else rebuilt from the seeds: init is deterministic), for the
     distance-from-init lens; without it the step rebuilds w0 itself each
     logged step (~30% of a Timmy run's time)."""
-    if not self.lens.geometry:
+    if not (self.lens.geometry or self.extra_lenses):
       return hp
     return {**hp, 'w0': (state if state is not None else self.init(hp))['params']}
 
@@ -165,13 +184,16 @@ class Program:
     key = jax.random.fold_in(jax.random.key(hp['seed']), 1)
     return self.task.train.batch(data, key, step, self.config.train.batch_size)
 
-  def _forward(self, params, batch, dropout_key=None):
+  def call(self, params, x_NxT, dropout_key=None):
+    """(logits, aux) of one run's model on x_NxT."""
     model = nnx.merge(self.graphdef, params)
     if self.config.model.get('dropout', 0.0):
-      logits, aux = model(batch['x_NxT'], dropout_key=dropout_key)
-    else:
-      logits, aux = model(batch['x_NxT'])
-    ce = loss_lib.token_ce(logits, batch['y_NxT'])
+      return model(x_NxT, dropout_key=dropout_key)
+    return model(x_NxT)
+
+  def _forward(self, params, batch, dropout_key=None):
+    logits, aux = self.call(params, batch['x_NxT'], dropout_key)
+    ce = (self.task.loss or loss_lib.token_ce)(logits, batch['y_NxT'])
     mask = batch['mask_NxT']
     return (ce * mask).sum() / jnp.maximum(mask.sum(), 1.0), (logits, aux)
 
@@ -186,41 +208,38 @@ class Program:
     dropout_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(hp['seed']), 3), step)
     (loss, (logits, aux)), grads = jax.value_and_grad(self._forward, has_aux=True)(
         state['params'], batch, dropout_key)
-    m = loss_lib.lm_metrics(logits, batch, self.task.class_names, aux)
+    m = loss_lib.lm_metrics(logits, batch, self.task.class_names, aux, token_loss=self.task.loss)
     m['loss'] = loss
     m['grad_norm'] = loss_lib.global_norm(grads)
     m['param_norm'] = loss_lib.global_norm(state['params'])
     m.update(loss_lib.layer_norms(nnx.to_pure_dict(state['params'])))
     if full or self.lens_milestones:
-      lens = lambda: self._cheap_lenses(state['params'], hp, aux, batch, logits)
+      lens = lambda: self._cheap_lenses(state['params'], hp, aux, batch, logits, step)
       m.update(lens() if self.lens_milestones else self._every(step, lens))
     if not full:
       keep = {'loss', 'grad_norm'} | {metric for _, metric, _, _ in self.milestones}
       m = {k: v for k, v in m.items() if k in keep}
     return m, grads
 
-  def _cheap_lenses(self, params, hp, aux, batch, logits):
-    """The step lenses of one run (tinyjax.lenses) at the logged steps."""
-    lens, m = self.lens, {}
-    if lens.attention and 'attn_first_LxBxHxT' in aux:
-      m.update(lenses_lib.attention_stats(aux['attn_entropy_LxBxHxT'], aux['attn_first_LxBxHxT'],
-                                          batch['valid_NxT']))
-    model = nnx.merge(self.graphdef, params)
-    if self.attention_model and lens.probe:
-      logits_p, aux_p = model(jnp.asarray(self.probe), inspect=True)
-      m.update(lenses_lib.pattern_scores(aux_p['attn_LxBxHxTxT'], self.probe_l))
-      m['probe/icl'] = lenses_lib.probe_icl(logits_p, jnp.asarray(self.probe), self.probe_l)
-    if self.attention_model and lens.copying:
-      m.update(lenses_lib.copying_ov(model))
-    if lens.geometry:
-      w0 = hp['w0'] if 'w0' in hp else self._init_run(hp)['params']
-      m.update(lenses_lib.distance_from_init(nnx.to_pure_dict(params), nnx.to_pure_dict(w0)))
-    if lens.fourier and self.config.task.name == 'modular':
-      m['fourier/embed_gini'] = lenses_lib.gini(lenses_lib.embedding_frequency_norms(
-          model.embed.embedding[...], self.config.task.p))
-    if self.icl:
-      m.update(lenses_lib.icl(loss_lib.token_ce(logits, batch['y_NxT']), batch['mask_NxT']))
+  def _cheap_lenses(self, params, hp, aux, batch, logits, step):
+    """The step lenses of one run at the logged steps (self.step_lenses)."""
+    x = self.lens_input(params, hp, batch, step, (logits, aux))
+    m = {}
+    for fn, prefix in self.step_lenses:
+      out = fn(x)
+      m.update({f'{prefix}{k}': jnp.asarray(v, jnp.float32) for k, v in out.items()}
+               if prefix else out)
     return m
+
+  def lens_input(self, params, hp, batch, step, out=None):
+    """What a lens sees of one run (tinyjax.extend.LensInput); out: the
+    model's (logits, aux) on the batch, if already computed."""
+    logits, aux = out if out is not None else self.call(params, batch['x_NxT'])
+    w0 = lambda: nnx.to_pure_dict(hp['w0'] if 'w0' in hp else self._init_run(hp)['params'])
+    return extend.LensInput(model=nnx.merge(self.graphdef, params),
+                            params=nnx.to_pure_dict(params), batch=batch, logits=logits,
+                            aux=aux, step=step, hp=hp, config=self.config, program=self,
+                            _init=w0)
 
   def _every(self, step, fn):
     """fn() at the steps that are multiples of lenses.every, NaN elsewhere
@@ -305,7 +324,7 @@ class Program:
       def metrics(batch, name=name):
         logits, _ = model(batch['x_NxT'])
         return loss_lib.lm_metrics(logits, batch, self.task.class_names, {},
-                                   prefix=f'{name}/')
+                                   prefix=f'{name}/', token_loss=self.task.loss)
       m.update(source.evaluate(metrics, data[name], jax.random.fold_in(key, i)))
     if self._prompts['track']:
       if self._prompts['teacher'] is not None:
@@ -448,6 +467,9 @@ class Program:
     tokens [R, P, n] to the host (default: all runs; tinyjax.train: the runs
     this process owns)."""
     prompts = tuple(self.task.prompts if prompts is None else prompts)
+    if prompts and not self.can_decode:
+      raise ConfigError(f'model.name {self.config.model.name!r}: model contract: it has no '
+                        'init_cache/decode, so it cannot generate')
     if not prompts:
       return [{} for _ in range(jax.tree.leaves(params)[0].shape[0])]
     enc = self.encode_prompts(prompts)

@@ -1,9 +1,11 @@
 """python -m tinyjax.run --config configs/timmy.py[:variant] --workdir DIR
 
-Parses flags and calls train.train_and_evaluate; nothing else lives here.
-Override any config field on the command line, e.g. --config.train.steps=500.
+Parses flags and calls tinyjax.api.train (what a notebook calls); nothing
+else lives here. Override any config field on the command line, e.g.
+--config.train.steps=500.
 """
 
+import os
 import shlex
 import sys
 
@@ -29,13 +31,16 @@ def main(argv):
   del argv  # cli.parse_flags refused any
   logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
   cli.set_cpu_devices(FLAGS.cpu_devices)
+  from tinyjax import api
   from tinyjax import faults
   from tinyjax import train  # after flag parsing: a bad flag fails fast
   from tinyjax.tasks import ConfigError
   try:
     cli.initialize_distributed(FLAGS)
-    summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir,
-                                       overwrite=FLAGS.overwrite, progress=FLAGS.progress)
+    # 'file.py:attr' specs in the config are relative to the config file.
+    config_dir = os.path.dirname(os.path.abspath(config_flags.get_config_filename(FLAGS['config'])))
+    summary = api.train(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite,
+                        progress=FLAGS.progress, config_dir=config_dir).summary
   except ConfigError as e:
     cli.fail(str(e))
   except faults.Fault as e:  # a full disk, the device out of memory, ...: docs/faults.md

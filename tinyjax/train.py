@@ -33,6 +33,7 @@ import tqdm
 
 from tinyjax import checkpoint as ckpt_lib
 from tinyjax import distributed
+from tinyjax import extend
 from tinyjax import faults
 from tinyjax import memory
 from tinyjax import model as model_lib
@@ -181,8 +182,10 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False,
   # All errors before any write; a resumed text task keeps its saved tokenizer.
   resume = not overwrite and os.path.exists(os.path.join(workdir, 'config.json'))
   tasks = [build_task(g.config, workdir if resume else None, g.name) for g in groups]
-  for g, task in zip(groups, tasks):  # a sweep too big for the device: refused here
-    memory.check(program_for(g.config, task), program_lib.hparam_arrays(
+  for g, task in zip(groups, tasks):
+    prog = program_for(g.config, task)
+    extend.check(prog)  # the task, model and lens contracts, by shapes
+    memory.check(prog, program_lib.hparam_arrays(  # a sweep too big for the device: refused here
         [r['hparams'] for r in g.runs]), len(g.runs), runs_mesh(len(g.runs)).devices.size,
                  f'group {g.name}' if g.name else 'the sweep' if len(g.runs) > 1 else 'the run')
   main = distributed.is_main()
@@ -488,7 +491,8 @@ def train_group(group, task, workdir, sigint, progress=True) -> list[dict]:
     ckpt_lib.stop(mgr)
     raise
   bar.close()
-  gens = prog.generations(state['params'], config.eval.max_new_tokens, select=fetch)
+  gens = (prog.generations(state['params'], config.eval.max_new_tokens, select=fetch)
+          if prog.can_decode else [{} for _ in mine])  # a model without decode: none
   milestones = fetch(state['milestones'])
   diverged = fetch(state['diverged_step'])
   results = []

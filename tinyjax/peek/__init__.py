@@ -131,7 +131,7 @@ class _Inspector:
     import jax
     from flax import nnx
     self.prog = prog
-    self.attention = prog.config.model.name == 'transformer'
+    self.attention = prog.attention_model
 
     def fwd(params, toks):
       model = nnx.merge(prog.graphdef, params)
@@ -197,6 +197,9 @@ def export(workdir: str, out: str, run: str | None = None, step: int | None = No
   from tinyjax import sampler
   prog, group, index = gen.open_run(workdir, run)
   cfg, task, vocab = group.config, prog.task, prog.task.vocab
+  if not prog.can_decode:  # the export samples text (before anything is written)
+    raise ConfigError(f'model.name {cfg.model.name!r}: model contract: it has no '
+                      'init_cache/decode, so peek cannot sample its text')
   run_name = group.runs[index]['name']
   sample_prompt = sample_prompt or (task.prompts[0] if task.prompts else predict)
   ids = {}
@@ -209,11 +212,14 @@ def export(workdir: str, out: str, run: str | None = None, step: int | None = No
   if not steps:
     raise ConfigError(f'--workdir {workdir}: no checkpoint to export')
   found, params = gen.load_params(workdir, prog, group, index, step)
+  p = _np(params)
+  if 'embedding' not in p.get('embed', {}):  # peek's pages start from the token embeddings
+    raise ConfigError(f'model.name {cfg.model.name!r}: peek exports a token embedding table '
+                      "(an nnx.Embed named 'embed'); this model has none")
   try:
     os.makedirs(out, exist_ok=True)
   except OSError as e:
     raise ConfigError(f'--out {out}: cannot be created as a directory ({e.strerror or e})') from None
-  p = _np(params)
   inspect = _Inspector(prog)
   is_tf = inspect.attention
   names, missing = torch_params(p, cfg.model) if is_tf else ([], ['everything but vocab, '

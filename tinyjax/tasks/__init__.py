@@ -8,7 +8,9 @@
   corpus.py     corpus: language modelling on a text file (tiny-llm, Pillmish)
   chat.py       chat: JSONL conversations in a chat layout (GuppyLM)
 
-`build(config.task)` picks the task by name from TASKS.
+`build(config.task)` resolves `task.name` (tinyjax.extend: a built-in name from
+TASKS, or your own 'package.module:attr' / 'file.py:attr') and checks what it
+returns.
 """
 
 from tinyjax.tasks.base import (ConfigError, Split, Stream, Task, make_split,  # noqa: F401
@@ -22,14 +24,13 @@ from tinyjax.tasks.tokenizer import Tokenizer, Vocab  # noqa: F401
 
 TASKS = {'repeat': repeat_task, 'modular': modular_task, 'addition': addition_task,
          'induction': induction_task, 'corpus': corpus_task, 'chat': chat_task}
-TEXT_TASKS = ('corpus', 'chat')  # tasks with a trained tokenizer (saved in the workdir)
 
 
 def build(cfg, tokenizer_path: str | None = None) -> Task:
-  """The task `cfg.name`; text tasks load `tokenizer_path` if it exists."""
-  if cfg.name not in TASKS:
-    raise ConfigError(f'task.name: {cfg.name!r} is not a known task; '
-                      f'choose one of {sorted(TASKS)}')
-  if cfg.name in TEXT_TASKS:
-    return TASKS[cfg.name](cfg, tokenizer_path)
-  return TASKS[cfg.name](cfg)
+  """The task `cfg.name`; a task that trains a tokenizer (it takes
+  `tokenizer_path`: corpus, chat) loads it from there if it exists."""
+  from tinyjax import extend
+  fn = extend.resolve('task', cfg.name)
+  task = fn(cfg, tokenizer_path) if extend.accepts(fn, 'tokenizer_path') else fn(cfg)
+  extend.check_task(task, cfg.name)
+  return task

@@ -140,6 +140,9 @@ class Task:
   # How a prompt is put to the model ('{prompt}' = the text): a chat task
   # wraps it in the user turn and opens the assistant's.
   prompt_template: str = '{prompt}'
+  # The per-target loss: fn(logits_BxTxV, y_BxT) -> loss_BxT (its masked mean
+  # is the training loss, and loss/<class> its per-class means); None: cross-entropy.
+  loss: object = None
 
   @property
   def max_len(self) -> int:

@@ -60,8 +60,9 @@ def test_a_run_in_a_sweep_matches_the_same_run_alone(timmy, tmp_path):
   assert [r['step'] for r in rows_s] == [r['step'] for r in rows_a]
   # Every logged metric (the README's promise), per key: the same keys, the
   # same missing values (None / NaN), numbers within 1e-5 of each other
-  # (relative above 1: float32 rounding of a different summation order).
+  # (float32 rounding of a different summation order under vmap).
   assert 'attention_entropy/layer1/head0' in rows_s[0] and len(rows_s[0]) > 20
+  worst = {}
   for rs, ra in zip(rows_s, rows_a):
     assert set(rs) == set(ra), (rs['step'], set(rs) ^ set(ra))
     for k in rs:
@@ -71,7 +72,9 @@ def test_a_run_in_a_sweep_matches_the_same_run_alone(timmy, tmp_path):
       elif math.isnan(a) or math.isnan(b):
         assert math.isnan(a) and math.isnan(b), (rs['step'], k, a, b)
       else:
-        assert abs(a - b) <= 1e-5 * max(1.0, abs(a)), (rs['step'], k, a, b)
+        worst[k] = max(worst.get(k, 0.0), abs(a - b))
+  print('largest |sweep - alone| per metric:', sorted(worst.items(), key=lambda kv: -kv[1])[:5])
+  assert max(worst.values()) <= 1e-5, sorted(worst.items(), key=lambda kv: -kv[1])[:5]
   assert twin['generations'] == alone['generations']
   # Another seed is another init; another lr another curve.
   assert swept['lr=0.03/seed=0']['final']['loss'] != twin['final']['loss']

@@ -147,10 +147,11 @@ def test_the_model_computes_the_numpy_forward_pass(name):
   want = numpy_forward(cfg, p64, tokens)
   assert got.shape == (3, T, V) and np.abs(want).max() > 1.0
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-  # A shorter sequence gives the same logits at its positions (causal, and
-  # positions count from 0).
-  short = _logits(m, tokens[:, :4])
-  np.testing.assert_allclose(short, want[:, :4], rtol=1e-4, atol=1e-4)
+  if cfg.positions == 'learned' and cfg.norm == 'layernorm':
+    # A shorter sequence gives the same logits at its positions (causal, and
+    # the learned table read from row 0); once: each length is a compilation.
+    short = _logits(m, tokens[:, :4])
+    np.testing.assert_allclose(short, want[:, :4], rtol=1e-4, atol=1e-4)
 
 
 def test_the_numpy_forward_catches_a_wrong_option():

@@ -118,23 +118,45 @@ def test_optimizer_chains_grokfast_before_the_optimizer():
                      s, grokfast.GrokfastState)))
 
 
+def _first_step(rows, metric, op, threshold):
+  """The first logged step whose metric meets the condition (None if none)."""
+  ops = {'<': lambda a: a < threshold, '>': lambda a: a > threshold,
+         '>=': lambda a: a >= threshold}
+  return next((r['step'] for r in rows if r[metric] is not None and ops[op](r[metric])), None)
+
+
 def test_short_run_writes_test_accuracy_and_grokfast_lambda_is_traced(tmp_path):
   cfg = grokking_small.get_config()
   with cfg.unlocked():
     cfg.task.p = 11
-    cfg.train.update(steps=20, chunk_steps=10, log_every=5)
-    cfg.eval.every = 5
+    # Every step logged and evaluated: each milestone's step is then known
+    # from metrics.jsonl (the first row meeting its condition).
+    cfg.train.update(steps=20, chunk_steps=10, log_every=1)
+    cfg.eval.every = 1
     cfg.checkpoint.update(every=0, log_spaced=False)
     # lambda = 0 and 2 in one compiled program (a traced hyperparameter).
     cfg.sweep.grid = {'optimizer': {'grokfast_lambda': (0.0, 2.0)}}
+    # Two milestones these 20 steps do reach (the config's own two, 99% train
+    # and 95% test accuracy, come thousands of steps later: None here).
+    cfg.milestones = {**cfg.milestones, 'loss_drop_step': ('loss', '<', 2.2),
+                      'first_test_hit_step': ('test/accuracy', '>', 0.05)}
   summary = train.train_and_evaluate(cfg, str(tmp_path), progress=False)
   runs = {r['name']: r for r in summary['runs']}
   assert set(runs) == {'grokfast_lambda=0/seed=0', 'grokfast_lambda=2/seed=0'}
-  for r in runs.values():
-    assert 'memorization_step' in r and 'grokking_step' in r
-    assert 0.0 <= r['final']['test/accuracy'] <= 1.0
+  n_train, n_test = int(0.4 * 121), 121 - int(0.4 * 121)
+  for name, run in runs.items():
+    rows = writer.read_jsonl(str(tmp_path / name / 'metrics.jsonl'))
+    assert [r['step'] for r in rows] == list(range(21))
+    for milestone, (metric, op, threshold) in cfg.milestones.items():
+      assert run[milestone] == _first_step(rows, metric, op, threshold), (name, milestone)
+    assert run['memorization_step'] is None and run['grokking_step'] is None
+    assert run['loss_drop_step'] is not None and run['first_test_hit_step'] is not None
+    # Accuracies are fractions of the split's rows (one scored token a row).
+    for r in rows:
+      for k, n in (('accuracy', n_train), ('test/accuracy', n_test)):
+        assert abs(r[k] * n - round(r[k] * n)) < 1e-4, (r['step'], k, r[k])
+    assert run['final']['test/accuracy'] == rows[-1]['test/accuracy']
   rows = writer.read_jsonl(str(tmp_path / 'grokfast_lambda=0' / 'seed=0' / 'metrics.jsonl'))
-  assert [r['step'] for r in rows] == [0, 5, 10, 15, 20]
   for k in ('loss', 'accuracy', 'test/loss', 'test/accuracy', 'param_norm',
             'param_norm/block0', 'param_norm/embed', 'param_norm/unembed'):
     assert rows[-1][k] is not None, k

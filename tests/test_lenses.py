@@ -122,7 +122,9 @@ def test_a_run_logs_the_lenses_and_rebuilds_its_init_exactly(tmp_path, timmy):
   with timmy.unlocked():
     timmy.train.update(steps=20, log_every=10, chunk_steps=10)
     timmy.checkpoint.update(every=10, log_spaced=False)
-    timmy.lenses = dict(sharpness_iters=5, llc=True, llc_chains=2, llc_draws=5, llc_burnin=5,
+    # Timmy at d_model 8 (1,200 parameters): a dense Hessian is cheap.
+    timmy.model.update(d_model=8, d_mlp=16)
+    timmy.lenses = dict(sharpness_iters=100, llc=True, llc_chains=2, llc_draws=5, llc_burnin=5,
                         attention_images=1, every=20)
   w = str(tmp_path / 'w')
   train.train_and_evaluate(timmy, w, progress=False)
@@ -137,11 +139,57 @@ def test_a_run_logs_the_lenses_and_rebuilds_its_init_exactly(tmp_path, timmy):
     assert [r[name] is None for r in rows] == [False, True, False], name
   lens = [json.loads(l) for l in open(os.path.join(w, 'seed=0', 'lenses.jsonl'))]
   assert [r['step'] for r in lens] == [10, 20]  # the checkpoints
-  assert all(math.isfinite(r['sharpness']) and math.isfinite(r['llc']) for r in lens)
+  _check_sharpness_and_llc(w, lens, timmy)
   from tensorboard.backend.event_processing import event_accumulator
   ea = event_accumulator.EventAccumulator(os.path.join(w, 'seed=0'))
   ea.Reload()
   assert 'attention_map/layer0' in ea.Tags()['images']
+
+
+def _check_sharpness_and_llc(w, lens, cfg):
+  """The run's checkpoint lenses against the checkpoint's parameters."""
+  import optax
+  from flax import nnx
+  from jax.flatten_util import ravel_pytree
+  from tinyjax import restore
+  prog, group, index = restore.open_run(w)
+  train_split = {k: jnp.asarray(v) for k, v in prog.task.train.arrays().items()}
+  seed = group.runs[index]['hparams']['seed']
+  loss_fn, draw, n_beta = prog.llc_problem(prog.data)
+  assert n_beta == pytest.approx(5 / math.log(5))  # devinterp's m / ln m, m = 5 rows
+  _, unravel = ravel_pytree(jax.tree.map(lambda x: jnp.asarray(x[0]),
+                                         restore.load_params(w, prog, group, index)[1]))
+
+  def loss(f):  # Timmy trains full batch: the masked mean CE over every row
+    logits = nnx.merge(prog.graphdef, unravel(f))(train_split['x_NxT'])[0]
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, train_split['y_NxT'])
+    return (ce * train_split['mask_NxT']).sum() / train_split['mask_NxT'].sum()
+  hessian = jax.jit(jax.hessian(loss))
+  llc = jax.jit(lambda p, k: lenses.llc(loss_fn, p, draw, k, n_beta, 1e-3, 100.0, 2, 5, 5))
+  for row in lens:
+    _, params = restore.load_params(w, prog, group, index, row['step'])
+    params = jax.tree.map(lambda x: jnp.asarray(x[0]), params)
+    flat, _ = ravel_pytree(params)
+    assert flat.size == 1200
+    evals = np.linalg.eigvalsh(np.asarray(hessian(flat), np.float64))
+    # Sharpness = the dense Hessian's top eigenvalue (here also the largest
+    # in magnitude, which power iteration finds): a wrong batch, the wrong
+    # checkpoint's weights or too few iterations would not give it.
+    assert evals[-1] > abs(evals[0]), (evals[-1], evals[0])
+    np.testing.assert_allclose(row['sharpness'], evals[-1], rtol=2e-3)
+    lr = cfg.optimizer.lr
+    np.testing.assert_allclose(row['sharpness_eos'], row['sharpness'] * lr / 2, rtol=1e-6)
+    # LLC: the estimator (tested on linear regression above) at this run's
+    # checkpoint, with the settings and the run's key for (seed, step): the
+    # logged value must be what it gives at these weights (not the init's,
+    # another checkpoint's or another run's, nor with other settings).
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 4),
+                                                row['step']), 1)
+    want = llc(params, key)
+    for k in ('llc', 'llc_std', 'llc_below'):
+      np.testing.assert_allclose(row[k], float(want[k]), rtol=1e-4, atol=1e-6, err_msg=k)
+    below = row['llc_below'] * 10  # 2 chains x 5 draws
+    assert row['llc_nan'] == 0.0 and abs(below - round(below)) < 1e-6
 
 
 def test_an_unknown_lens_setting_is_named():

@@ -131,7 +131,8 @@ def test_sigint_finishes_the_chunk_checkpoints_summarises_and_exits_130(tmp_path
   assert [r['step'] for r in rows] == list(range(0, stopped + 1, 10))
 
 
-def test_truncated_newest_checkpoint_is_detected_and_the_previous_one_used(timmy, tmp_path):
+def test_truncated_newest_checkpoint_is_detected_and_the_previous_one_used(timmy, tmp_path,
+                                                                         capsys):
   cfg = _cfg(timmy, steps=150)
   ref = train.train_and_evaluate(cfg, str(tmp_path / 'ref'), progress=False)
   w = tmp_path / 'w'
@@ -140,12 +141,27 @@ def test_truncated_newest_checkpoint_is_detected_and_the_previous_one_used(timmy
   files = [os.path.join(d, f) for d, _, fs in os.walk(newest) for f in fs
            if os.path.getsize(os.path.join(d, f)) > 64 and 'ocdbt.process' in d]
   assert files
+  cut = {}
   for f in files:  # a crash or a bad disk cut the data files short
     with open(f, 'r+b') as fh:
       fh.truncate(os.path.getsize(f) // 3)
+    cut[os.path.relpath(f, newest)] = os.path.getsize(f)
   os.remove(w / 'summary.json')
+  capsys.readouterr()
   again = train.train_and_evaluate(cfg, str(w), progress=False)
   assert again == ref
+  # The README's promise: a warning, the damaged checkpoint moved to
+  # checkpoints.unreadable/ (kept, its cut files as they were), the previous
+  # one (100) used, and step 150 saved again in its place.
+  out = capsys.readouterr().out
+  assert ('tinyjax: warning: checkpoint at step 150 is unreadable; trying an older one'
+          in out.splitlines()), out
+  assert 'step 100 is unreadable' not in out
+  moved = w / 'checkpoints.unreadable' / '150'
+  assert sorted(os.listdir(w / 'checkpoints.unreadable')) == ['150']
+  for rel, size in cut.items():
+    assert os.path.getsize(moved / rel) == size, rel
+  assert sorted(int(s) for s in os.listdir(w / 'checkpoints') if s.isdigit()) == [50, 100, 150]
 
 
 def test_a_full_disk_gives_a_clear_error_and_earlier_checkpoints_resume(timmy, tmp_path,

@@ -1,6 +1,7 @@
 """Sweeps: expansion, one vmapped program = many single runs, sharding, divergence."""
 
 import json
+import math
 import os
 import textwrap
 
@@ -57,9 +58,23 @@ def test_a_run_in_a_sweep_matches_the_same_run_alone(timmy, tmp_path):
   rows_s = writer.read_jsonl(str(tmp_path / 's' / 'lr=0.03' / 'seed=2' / 'metrics.jsonl'))
   rows_a = writer.read_jsonl(str(tmp_path / 'a' / 'seed=2' / 'metrics.jsonl'))
   assert [r['step'] for r in rows_s] == [r['step'] for r in rows_a]
+  # Every logged metric (the README's promise), per key: the same keys, the
+  # same missing values (None / NaN), numbers within 1e-5 of each other
+  # (float32 rounding of a different summation order under vmap).
+  assert 'attention_entropy/layer1/head0' in rows_s[0] and len(rows_s[0]) > 20
+  worst = {}
   for rs, ra in zip(rows_s, rows_a):
-    for k in ('loss', 'loss/content', 'grad_norm', 'attention_entropy/layer1/head0'):
-      assert abs(rs[k] - ra[k]) < 1e-5, (rs['step'], k)
+    assert set(rs) == set(ra), (rs['step'], set(rs) ^ set(ra))
+    for k in rs:
+      a, b = rs[k], ra[k]
+      if a is None or b is None or isinstance(a, str) or isinstance(b, str):
+        assert a == b, (rs['step'], k, a, b)
+      elif math.isnan(a) or math.isnan(b):
+        assert math.isnan(a) and math.isnan(b), (rs['step'], k, a, b)
+      else:
+        worst[k] = max(worst.get(k, 0.0), abs(a - b))
+  print('largest |sweep - alone| per metric:', sorted(worst.items(), key=lambda kv: -kv[1])[:5])
+  assert max(worst.values()) <= 1e-5, sorted(worst.items(), key=lambda kv: -kv[1])[:5]
   assert twin['generations'] == alone['generations']
   # Another seed is another init; another lr another curve.
   assert swept['lr=0.03/seed=0']['final']['loss'] != twin['final']['loss']

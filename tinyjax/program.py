@@ -166,7 +166,9 @@ class Program:
     params = jax.tree.map(lambda p: p * hp['init_scale'], params)
     return {'params': params,
             'opt_state': optimizer_lib.make(self.config.optimizer, hp).init(params),
-            'milestones': -jnp.ones((len(self.milestones),), jnp.int32),
+            # At least one slot: orbax refuses to save a zero-size array, so a
+            # config without milestones could not checkpoint.
+            'milestones': -jnp.ones((max(len(self.milestones), 1),), jnp.int32),
             'diverged_step': jnp.int32(-1)}
 
   def with_init(self, hp, state=None):

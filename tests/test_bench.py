@@ -1,0 +1,46 @@
+"""tinyjax.bench: the plain loop trains the same model, and the load is recorded."""
+
+import subprocess
+import sys
+
+import numpy as np
+
+from tests.conftest import lenses_off
+from tinyjax import bench
+
+
+def test_the_plain_loop_reaches_tinyjaxs_final_loss_and_the_load_is_recorded(tmp_path):
+  cfg = lenses_off(bench.timmy(2, 20))
+  with cfg.unlocked():  # the training loop only: no decoding, one checkpoint
+    cfg.eval.update(track_generations=False, max_new_tokens=1)
+    cfg.milestones = {}  # none: the state's milestones still checkpoint
+    cfg.checkpoint.log_spaced = False
+  r = bench.bench_case(cfg, str(tmp_path), repeats=1, plain_1=False)
+  check = r['final_loss']['plain']
+  # Same init, data, loss and SGD: float32 rounding apart, the same numbers
+  # after 20 steps (a wrong lr, seed or loss is off by 1e-2 or more).
+  assert check['same'] and check['max_rel_diff'] <= 1e-5, check
+  assert 0.5 < r['final_loss']['tinyjax_mean'] < 2.5  # Timmy's loss early on
+  for name in ('plain', 'tinyjax'):
+    (load,) = r['load'][name]
+    assert len(load['loadavg_before']) == 3 and len(load['loadavg_after']) == 3
+    assert load['other_cores'] >= 0.0
+  assert r['under_load'] == (max(l[0]['other_cores'] for l in r['load'].values())
+                             > bench.LOADED_OTHER_CORES)
+  line = bench.describe(r)
+  assert 'final loss plain same' in line
+  assert ('UNDER LOAD' in line) == r['under_load']
+
+
+def test_the_loss_check_fails_on_a_different_loss():
+  ref = np.array([1.0, 2.0])
+  assert bench.loss_check({'tinyjax': ref, 'plain': ref * (1 + 1e-6)})['plain']['same']
+  for other in (ref + [0.0, 1e-3], [1.0, np.nan]):
+    assert not bench.loss_check({'tinyjax': ref, 'plain': np.asarray(other)})['plain']['same']
+
+
+def test_other_processes_count_as_load():
+  busy = [sys.executable, '-c',
+          'import time\nt = time.time()\nwhile time.time() - t < 1.0: pass']
+  _, load = bench.measured(lambda: subprocess.run(busy, check=True))
+  assert load['other_cores'] >= 0.5, load  # the child kept about one core busy

@@ -248,6 +248,8 @@ def load_hf(path: str):
   """The exported directory as transformers' model (fp32, eval mode)."""
   import torch
   from transformers import AutoModelForCausalLM
+  from transformers.utils import logging as hf_logging
+  hf_logging.disable_progress_bar()
   return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
 
 
@@ -280,18 +282,36 @@ def torch_logits(fmt: str, lib_model, tokens_BxT) -> np.ndarray:
 
 
 # -------------------------------------------------------------- checks ---
+_JITTED = {}
+
+
+def _jax_fns(graphdef, n_new: int):
+  """(logits(params, tokens), greedy(params, prompts, lengths)) compiled once
+  per model layout, not once per export of a trajectory."""
+  import jax
+  from flax import nnx
+  from tinyjax import sampler
+  key = (graphdef, n_new)
+  if key not in _JITTED:
+    _JITTED[key] = (
+        jax.jit(lambda p, t: nnx.merge(graphdef, p)(t)[0]),
+        jax.jit(lambda p, t, n: sampler.sample(nnx.merge(graphdef, p), t, n, n_new,
+                                               jax.random.key(0), sampler.GREEDY.arrays())[0]))
+  return _JITTED[key]
+
+
 def check(fmt: str, lib_model, model, prog, n_random: int = 4, seed: int = 0) -> dict:
   """The library's model against the JAX one: max |logit diff| over every
   position of each prompt (alone, its own length) and of n_random random rows
   as long as the export takes; each prompt's greedy continuation of up to
-  N_GREEDY tokens (cut so that prompt + continuation fit the context of
-  learned positions) by full forward passes in the library, against
-  tinyjax's sampler (KV cache)."""
-  import jax
-  from tinyjax import sampler
+  N_GREEDY tokens (the prompt cut to its last tokens where prompt +
+  continuation would not fit learned positions) by full forward passes in the
+  library, against tinyjax's sampler (KV cache)."""
+  from flax import nnx
   ctx = prog.context or min(prog.max_len, SINUSOIDAL_ROWS)
   n_new = min(N_GREEDY, ctx - 1)
-  fwd = jax.jit(lambda t: model(t)[0])
+  graphdef, params = nnx.split(model)
+  logits, greedy = _jax_fns(graphdef, n_new)
   rng = np.random.default_rng(seed)
   rows = [rng.integers(0, len(prog.task.vocab), (n_random, ctx)).astype(np.int32)]
   prompts = list(prog.task.prompts) or [prog.task.vocab.decode([0], stop_at_eos=False)]
@@ -301,17 +321,18 @@ def check(fmt: str, lib_model, model, prog, n_random: int = 4, seed: int = 0) ->
   diff, positions = 0.0, 0
   for r in rows:
     got = torch_logits(fmt, lib_model, r)
-    want = np.asarray(fwd(r))
-    diff = max(diff, float(np.abs(got - want).max()))
+    diff = max(diff, float(np.abs(got - np.asarray(logits(params, r))).max()))
     positions += r.shape[0] * r.shape[1]
+  padded = np.zeros((len(ids), max(map(len, ids))), np.int32)
+  for i, p in enumerate(ids):
+    padded[i, :len(p)] = p
+  want = np.asarray(greedy(params, padded, np.asarray(list(map(len, ids)), np.int32)))
   same = 0
-  for p in ids:
-    toks = sampler.sample(model, p[None], np.asarray([len(p)], np.int32), n_new,
-                          jax.random.key(0), sampler.GREEDY.arrays())[0][0].tolist()
+  for i, p in enumerate(ids):
     seq = list(p)
     for _ in range(n_new):
       seq.append(int(torch_logits(fmt, lib_model, np.asarray([seq]))[0, -1].argmax()))
-    same += seq[len(p):] == toks
+    same += seq[len(p):] == want[i].tolist()
   return {'max_abs_logit_diff': diff, 'positions_compared': positions,
           'greedy_tokens': n_new, 'greedy_identical_prompts': f'{same}/{len(ids)}',
           'ok': diff <= TOL and same == len(ids)}

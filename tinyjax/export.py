@@ -218,6 +218,10 @@ def tl_files(model, m) -> tuple[dict, dict]:
       t[f'{p}attn.b_{n}'] = c.reshape(h, k)
     w, c = _linear(a.o, d)
     t[p + 'attn.W_O'], t[p + 'attn.b_O'] = w.reshape(h, k, d), c  # [H, d_head, d]
+    # HookedTransformer's two buffers, as it holds them (the causal mask is
+    # built per forward): with them a strict load_state_dict accepts the file.
+    t[p + 'attn.mask'] = np.zeros((0, 0), bool)
+    t[p + 'attn.IGNORE'] = np.array(-np.inf, np.float32)
     if b.mlp is not None:
       put_norm(p + 'ln2', b.norm2)
       t[p + 'mlp.W_in'], t[p + 'mlp.b_in'] = _linear(b.mlp.up, m.d_mlp)
@@ -255,21 +259,14 @@ def load_hf(path: str):
 
 def load_transformer_lens(path: str):
   """The exported directory as a transformer_lens.HookedTransformer (CPU,
-  fp32, eval mode): HookedTransformerConfig from its JSON, then
-  load_state_dict of the safetensors (every parameter; the causal mask and
-  other buffers are the model's own)."""
+  fp32, eval mode): HookedTransformerConfig from its JSON, then a strict
+  load_state_dict of the safetensors (every key, every shape)."""
   import safetensors.torch
   from transformer_lens import HookedTransformer, HookedTransformerConfig
   with open(os.path.join(path, TL_CONFIG)) as f:
     cfg = HookedTransformerConfig(**json.load(f), device='cpu')
   model = HookedTransformer(cfg)
-  res = model.load_state_dict(safetensors.torch.load_file(os.path.join(path, 'model.safetensors')),
-                              strict=False)
-  params = {n for n, _ in model.named_parameters()}
-  missing = [k for k in res.missing_keys if k in params]
-  if missing or res.unexpected_keys:
-    raise ValueError(f'{path}: state dict does not fit TransformerLens: missing {missing}, '
-                     f'unexpected {res.unexpected_keys}')
+  model.load_state_dict(safetensors.torch.load_file(os.path.join(path, 'model.safetensors')))
   return model.eval()
 
 

@@ -410,8 +410,9 @@ def export(fmt: str, workdir: str, out: str, run: str | None = None, step: int |
       found, params = restore.load_group_params(workdir, prog, group, s)
       for name, i in runs:
         model = nnx.merge(prog.graphdef, jax.tree.map(lambda x: jax.numpy.asarray(x[i]), params))
-        rel = os.path.join(name if len(chosen) > 1 else '',
-                           _steps_dir(found, avail[-1]) if every_checkpoint else '')
+        parts = ([name] if len(chosen) > 1 else []) + (
+            [_steps_dir(found, avail[-1])] if every_checkpoint else [])
+        rel = os.path.join(*parts) if parts else ''
         path = os.path.join(out, rel)
         try:
           write_one(fmt, model, group.config.model, prog, path, prog.settings)

@@ -165,6 +165,13 @@ def test_a_workdir_written_before_still_loads_its_tokenizer(tmp_path):
   back = tokenizer_lib.Tokenizer.load(path)
   assert (back.kind, back.eos, back.eos_id) == ('word', '<eos>', tok.eos_id)
   assert back.encode('the dog sat') == tok.encode('the dog sat')
+  # A tokenizer.json alone (its metadata file lost): the kind read from the file.
+  for kind in tokenizer_lib.KINDS:
+    t = tokenizer_lib.train(ml_collections.ConfigDict(
+        {'kind': kind, 'vocab_size': 60, 'special_tokens': ('[UNK]',)}), 'a cat sat.\n' * 9)
+    t.save(path)
+    os.remove(tokenizer_lib.meta_path(path))
+    assert tokenizer_lib.Tokenizer.load(path).kind == kind
 
 
 def test_a_corrupt_or_foreign_tokenizer_is_one_line_and_exit_2(tiny_llm_workdir, tmp_path):

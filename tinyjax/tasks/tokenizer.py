@@ -182,7 +182,7 @@ class Tokenizer:
     if meta is None and os.path.isfile(meta_path(path)):
       meta = _json(corpus.read_text(meta_path(path), field), meta_path(path), field)
     meta = meta or {}
-    kind = meta.get('kind', 'bpe')
+    kind = meta.get('kind', _kind_of(spec))
     if kind not in KINDS or not isinstance(meta.get('eos', ''), str):
       raise ConfigError(f'{field}: {meta_path(path)!r} has kind {kind!r} and eos '
                         f'{meta.get("eos")!r}; expected a kind of {list(KINDS)} and a string')
@@ -192,6 +192,16 @@ class Tokenizer:
       raise ConfigError(f'{field}: {path!r} is not a tokenizer file that HF tokenizers '
                         f'reads ({" ".join(str(e).split())[:160]})') from None
     return cls(hf, kind, meta.get('eos', eos))
+
+
+def _kind_of(spec: dict) -> str:
+  """The kind of an HF tokenizer.json without tinyjax's metadata: char
+  (WordLevel split into characters), word (WordLevel) or bpe (the rest)."""
+  model = spec.get('model') if isinstance(spec.get('model'), dict) else {}
+  pre = spec.get('pre_tokenizer') if isinstance(spec.get('pre_tokenizer'), dict) else {}
+  if model.get('type') == 'WordLevel':
+    return 'char' if pre.get('type') == 'Split' else 'word'
+  return 'bpe'
 
 
 def _write(path: str, text: str):

@@ -48,7 +48,9 @@ def test_a_trained_chat_model_exports_checked_and_quantized(chat_workdir, tmp_pa
   assert fp32['max_abs_logit_diff'] <= export_onnx.TOL
   assert fp32['greedy_identical_prompts'] == '4/4'
   assert q['bytes'] < fp32['bytes'] / 2.5  # weights stored as one byte instead of four
-  assert os.path.exists(tmp_path / 'onnx' / 'tokenizer.json')
+  import tokenizers  # the copy beside the model is HF's format as it is
+  hf = tokenizers.Tokenizer.from_file(str(tmp_path / 'onnx' / 'tokenizer.json'))
+  assert hf.encode('<|im_start|>user\nhi guppy<|im_end|>').ids == [1, 88, 64, 779, 278, 2]
   assert os.path.exists(out + '.check.json')
   import onnx
   m = onnx.load(out)

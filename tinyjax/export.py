@@ -300,17 +300,20 @@ def _jax_fns(graphdef, n_new: int):
 def check(fmt: str, lib_model, model, prog, n_random: int = 4, seed: int = 0) -> dict:
   """The library's model against the JAX one: max |logit diff| over every
   position of each prompt (alone, its own length) and of n_random random rows
-  as long as the export takes; each prompt's greedy continuation of up to
+  (as long as learned positions allow; else the task's length + N_GREEDY); each prompt's greedy continuation of up to
   N_GREEDY tokens (the prompt cut to its last tokens where prompt +
   continuation would not fit learned positions) by full forward passes in the
   library, against tinyjax's sampler (KV cache)."""
   from flax import nnx
-  ctx = prog.context or min(prog.max_len, SINUSOIDAL_ROWS)
+  ctx = prog.context or max(SINUSOIDAL_ROWS, prog.max_len)  # positions the export takes
   n_new = min(N_GREEDY, ctx - 1)
   graphdef, params = nnx.split(model)
   logits, greedy = _jax_fns(graphdef, n_new)
   rng = np.random.default_rng(seed)
-  rows = [rng.integers(0, len(prog.task.vocab), (n_random, ctx)).astype(np.int32)]
+  # Random rows: the trained length (past it by N_GREEDY for positions that
+  # are not learned, where the greedy continuations go).
+  n = prog.context or prog.max_len + N_GREEDY
+  rows = [rng.integers(0, len(prog.task.vocab), (n_random, n)).astype(np.int32)]
   prompts = list(prog.task.prompts) or [prog.task.vocab.decode([0], stop_at_eos=False)]
   enc = prog.encode_prompts(prompts)
   ids = [enc['tokens'][i, :n][-(ctx - n_new):] for i, n in enumerate(enc['lengths'])]

@@ -449,7 +449,7 @@ def main(argv):
 
   def show(row):
     c = row.get('check')
-    print(f"{row['run']} step {row['step']} -> {os.path.join(FLAGS.out, row['path'])}"
+    print(f"{row['run']} step {row['step']} -> {os.path.normpath(os.path.join(FLAGS.out, row['path']))}"
           + (f": max |logit diff| {c['max_abs_logit_diff']:.2e} over {c['positions_compared']} "
              f"positions; greedy {c['greedy_tokens']} tokens identical for "
              f"{c['greedy_identical_prompts']} prompts" if c else ''), flush=True)

@@ -255,7 +255,7 @@ def test_timmy_exports_match_jax(timmy_workdir, tmp_path, fmt):
   index = export.export(fmt, timmy_workdir, out, run='seed=1')
   (row,) = index['exports']
   assert row['check']['ok'] and row['check']['greedy_identical_prompts'] == '6/6'
-  assert row['check']['greedy_tokens'] == 20  # sinusoidal positions: past the 10 trained
+  assert row['check']['greedy_tokens'] == 20  # sinusoidal positions: past the trained length
   assert row['check']['max_abs_logit_diff'] <= 1e-4
 
 

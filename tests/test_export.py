@@ -243,6 +243,12 @@ def test_guppylm_exports_match_jax(chat_workdir, tmp_path, fmt):
     tok = AutoTokenizer.from_pretrained(out)
     assert tok('<|im_start|>user\nhi guppy<|im_end|>')['input_ids'] == [1, 88, 64, 779, 278, 2]
     assert tok.eos_token_id == 2
+    from tinyjax.tasks import chat  # the chat template: the layout tinyjax.chat uses
+    turns = [{'role': 'user', 'content': 'hi'}, {'role': 'assistant', 'content': 'blub'},
+             {'role': 'user', 'content': 'hi guppy'}]
+    assert tok.apply_chat_template(turns, tokenize=False) == (
+        chat.render({'input': 'hi', 'output': 'blub'}) + '\n'
+        + chat.TEMPLATE.replace('{prompt}', 'hi guppy'))
     assert GenerationConfig.from_pretrained(out).eos_token_id == 2
     with open(os.path.join(out, 'config.json')) as f:
       config = json.load(f)

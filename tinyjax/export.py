@@ -239,12 +239,22 @@ def tl_files(model, m) -> tuple[dict, dict]:
   return cfg, t
 
 
-def tokenizer_files(vocab, n_positions: int) -> tuple[str, dict]:
-  """(tokenizer.json text, tokenizer_config.json) of the run's vocabulary."""
+def tokenizer_files(vocab, n_positions: int, template: str = '{prompt}') -> tuple[str, dict]:
+  """(tokenizer.json text, tokenizer_config.json) of the run's vocabulary; a
+  chat task's prompt template (GuppyLM's) becomes a chat_template: each user
+  message as the task puts a prompt to the model (the assistant's turn opened
+  after it), each assistant message followed by the end token and a newline
+  (earlier turns as `python -m tinyjax.chat --history` lays them out)."""
   eos = vocab.eos if vocab.eos_id >= 0 else None
-  return vocab.hf_tokenizer().to_str(), {
-      'tokenizer_class': 'PreTrainedTokenizerFast', 'model_max_length': n_positions,
-      'eos_token': eos, 'pad_token': eos, 'clean_up_tokenization_spaces': False}
+  config = {'tokenizer_class': 'PreTrainedTokenizerFast', 'model_max_length': n_positions,
+            'eos_token': eos, 'pad_token': eos, 'clean_up_tokenization_spaces': False}
+  if template != '{prompt}':
+    before, after = (json.dumps(t) for t in template.split('{prompt}', 1))
+    config['chat_template'] = (
+        "{% for m in messages %}{% if m['role'] == 'user' %}{{ " + before +
+        " }}{{ m['content'] }}{{ " + after + " }}{% else %}{{ m['content'] }}{{ " +
+        json.dumps((eos or '') + '\n') + " }}{% endif %}{% endfor %}")
+  return vocab.hf_tokenizer().to_str(), config
 
 
 # ------------------------------------------------------------- loading ---
@@ -357,7 +367,7 @@ def write_one(fmt: str, model, m, prog, out: str, settings=None):
     _dump(os.path.join(out, TL_CONFIG), config)
     n_positions = config['n_ctx']
   save_file(tensors, os.path.join(out, 'model.safetensors'), metadata={'format': 'pt'})
-  text, tok_config = tokenizer_files(prog.task.vocab, n_positions)
+  text, tok_config = tokenizer_files(prog.task.vocab, n_positions, prog.task.prompt_template)
   with open(os.path.join(out, 'tokenizer.json'), 'w', encoding='utf-8') as f:
     f.write(text)
   _dump(os.path.join(out, 'tokenizer_config.json'), tok_config)

@@ -129,6 +129,10 @@ def test_every_saved_tokenizer_loads_in_hf_and_encodes_the_same_ids(tmp_path):
     assert len(lines) == N_LINES and sum(map(len, want)) > 10_000, name
     assert fast == want, name
     assert wrapped == want, name
+    import tokenizers  # and back to text as tinyjax decodes
+    hf = tokenizers.Tokenizer.from_file(path)
+    assert [hf.decode(i, skip_special_tokens=False) for i in want[:200]] == \
+        [tok.decode(i, stop_at_eos=False) for i in want[:200]], name
     back = tokenizer_lib.Tokenizer.load(path)  # and tinyjax reads it back, kind and eos
     assert (back.kind, back.eos, back.tokens) == (tok.kind, tok.eos, tok.tokens), name
 

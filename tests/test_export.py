@@ -364,11 +364,14 @@ def test_export_mistakes_exit_2_with_one_line(tiny_llm_workdir, tmp_path):
       (['--format', 'hf', '--workdir', w, '--out', str(tmp_path / 'o')], 'model.unembed_bias'),
       (['--format', 'transformer_lens', '--workdir', w, '--out', str(tmp_path / 'o'),
         '--step', '3'], '--step: 3'),
-      (['--format', 'transformer_lens', '--workdir', w, '--out', str(tmp_path / 'o'),
-        '--step', '10', '--every_checkpoint'], '--every_checkpoint'),
       (['--format', 'transformer_lens', '--workdir', w, '--out', str(tmp_path / 'file')],
-       '--out'),
-      (['--format', 'transformer_lens', '--workdir', w, '--out', str(tmp_path / 'o'),
-        '--run', 'seed=7'], '--run')):
+       '--out')):
     r = run_cli('-m', 'tinyjax.export', *args)
     assert r.returncode == 2 and r.stderr.count('\n') == 1 and needle in r.stderr, (args, r.stderr)
+  # The same ConfigError (one line, exit 2 from the CLI) without a process each:
+  for kwargs, needle in ((dict(step=10, every_checkpoint=True), '--every_checkpoint'),
+                         (dict(run='seed=7'), "--run: 'seed=7' is not a run"),
+                         (dict(step=5), '--step: 5 is not a checkpoint')):
+    with pytest.raises(ConfigError, match=needle):
+      export.export('transformer_lens', w, str(tmp_path / 'o2'), **kwargs)
+    assert not os.path.exists(tmp_path / 'o2')

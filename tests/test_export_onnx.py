@@ -68,6 +68,9 @@ def test_a_trained_chat_model_exports_checked_and_quantized(chat_workdir, tmp_pa
   lq = _session_at(out).run(['logits'], {'input_ids': tokens})[0]
   assert 0.0 < np.abs(lq - lf).max() <= 0.03
   assert os.path.exists(tmp_path / 'onnx' / 'tokenizer.json')
+  import tokenizers  # the copy beside the model is HF's format as it is
+  hf = tokenizers.Tokenizer.from_file(str(tmp_path / 'onnx' / 'tokenizer.json'))
+  assert hf.encode('<|im_start|>user\nhi guppy<|im_end|>').ids == [1, 88, 64, 779, 278, 2]
   assert os.path.exists(out + '.check.json')
   import onnx
   m = onnx.load(out)

@@ -40,6 +40,13 @@ def checkpoint_steps(workdir: str, group) -> list[int]:
 def load_params(workdir: str, prog, group, index: int, step: int | None = None):
   """(step, params of the run with a leading runs axis of 1) from the newest
   readable checkpoint, or the one at `step`; ConfigError if there is none."""
+  found, params = load_group_params(workdir, prog, group, step)
+  return found, jax.tree.map(lambda x: x[index:index + 1], params)
+
+
+def load_group_params(workdir: str, prog, group, step: int | None = None):
+  """(step, params of every run of the group, leading runs axis) from one
+  restore: exporting many runs of a step reads the checkpoint once."""
   hp_np = program_lib.hparam_arrays([r['hparams'] for r in group.runs])
   mgr = ckpt_lib.manager(workdir, group.name, read_only=True)
   found, state = ckpt_lib.restore_latest(mgr, ckpt_lib.numpy_target(prog.init, hp_np), step,
@@ -47,4 +54,4 @@ def load_params(workdir: str, prog, group, index: int, step: int | None = None):
   if state is None:
     raise ConfigError(f'--workdir {workdir}: no readable checkpoint'
                       + (f' at step {step}' if step is not None else ''))
-  return found, jax.tree.map(lambda x: x[index:index + 1], state['params'])
+  return found, state['params']

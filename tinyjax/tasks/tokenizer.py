@@ -13,15 +13,23 @@ text that cannot be encoded.
                      optional lowercase, an unknown token (Pillmish);
                bpe   byte-level BPE (GuppyLM: ByteLevel pre-tokenizer without
                      prefix space, ByteLevel decoder).
-             Saved as WORKDIR/tokenizer.json (HF's own format, with the
-             tinyjax kind and eos in its `tinyjax` key) and loaded from there
-             by generate and peek.
+             Saved as WORKDIR/tokenizer.json, HF's own format exactly (it
+             loads with `tokenizers.Tokenizer.from_file` and transformers'
+             `PreTrainedTokenizerFast(tokenizer_file=...)`), with tinyjax's
+             kind and eos beside it in WORKDIR/tinyjax_tokenizer.json; loaded
+             from there by generate, chat, peek and the exporters. (Workdirs
+             written before kept them in a `tinyjax` key inside
+             tokenizer.json, which HF rejects; they still load.)
+
+A Vocab has no file in the workdir (the config defines it); `hf_tokenizer()`
+builds the HF tokenizer that encodes as it does, for the exports.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Sequence
 
 import numpy as np
@@ -29,6 +37,21 @@ import numpy as np
 from tinyjax.tasks.base import ConfigError
 
 KINDS = ('char', 'word', 'bpe')
+META = 'tinyjax_tokenizer.json'  # {kind, eos} beside tokenizer.json
+
+
+def meta_path(path: str) -> str:
+  """Where tinyjax's metadata of the tokenizer file `path` lives."""
+  return os.path.join(os.path.dirname(path), META)
+
+
+def _pattern(tokens) -> str:
+  """An Oniguruma alternation of `tokens`, longest first: at each position the
+  first alternative that matches is the longest token there (Vocab.encode's
+  greedy longest match). Characters other than ASCII letters and digits are
+  written as \\x{HEX}, so no token needs regex escaping rules."""
+  esc = lambda t: ''.join(c if c.isascii() and c.isalnum() else f'\\x{{{ord(c):X}}}' for c in t)
+  return '|'.join(esc(t) for t in sorted((t for t in tokens if t), key=len, reverse=True))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +96,19 @@ class Vocab:
         break
       out.append(self.tokens[int(i)])
     return ''.join(out)
+
+  def hf_tokenizer(self):
+    """The HF `tokenizers.Tokenizer` that encodes text to the same ids: the
+    tokens as a WordLevel vocabulary, a Split pre-tokenizer whose regex is the
+    greedy longest match, and a Fuse decoder (ids -> the tokens joined).
+    Text with no token at some position fails to encode, as here."""
+    import tokenizers
+    from tokenizers import decoders, models, pre_tokenizers
+    hf = tokenizers.Tokenizer(models.WordLevel({t: i for i, t in enumerate(self.tokens)},
+                                               unk_token=None))
+    hf.pre_tokenizer = pre_tokenizers.Split(tokenizers.Regex(_pattern(self.tokens)), 'isolated')
+    hf.decoder = decoders.Fuse()
+    return hf
 
 
 class Tokenizer:
@@ -125,24 +161,66 @@ class Tokenizer:
       return ''.join(self._raw[i] for i in ids)
     return self.hf.decode(ids, skip_special_tokens=False)
 
+  def hf_tokenizer(self):
+    return self.hf
+
   def save(self, path: str):
-    spec = json.loads(self.hf.to_str())
-    spec['tinyjax'] = {'kind': self.kind, 'eos': self.eos or ''}
-    with open(path + '.tmp', 'w') as f:
-      json.dump(spec, f, ensure_ascii=False)
-    import os
-    os.replace(path + '.tmp', path)
+    """`path` (tokenizer.json) in HF's format as it is, and tinyjax's kind and
+    eos in META beside it."""
+    _write(path, self.hf.to_str())
+    _write(meta_path(path), json.dumps({'kind': self.kind, 'eos': self.eos or ''}))
 
   @classmethod
-  def load(cls, path: str, eos: str = '') -> 'Tokenizer':
-    """A tokenizer.json saved by tinyjax, or any HF one (.json or .json.xz;
-    then `eos` names its end token)."""
+  def load(cls, path: str, eos: str = '', field: str = 'tokenizer') -> 'Tokenizer':
+    """A tokenizer.json saved by tinyjax (its META beside it, or, as written
+    before, a `tinyjax` key inside), or any HF one (.json or .json.xz; then
+    `eos` names its end token). A file that is not one: ConfigError naming it."""
     import tokenizers
     from tinyjax.tasks import corpus
-    spec = json.loads(corpus.read_text(path, 'tokenizer path'))
-    meta = spec.pop('tinyjax', {})
-    hf = tokenizers.Tokenizer.from_str(json.dumps(spec))
-    return cls(hf, meta.get('kind', 'bpe'), meta.get('eos', eos))
+    spec = _json(corpus.read_text(path, field), path, field)
+    meta = spec.pop('tinyjax', None)  # a workdir written before META
+    if meta is None and os.path.isfile(meta_path(path)):
+      meta = _json(corpus.read_text(meta_path(path), field), meta_path(path), field)
+    meta = meta or {}
+    kind = meta.get('kind', _kind_of(spec))
+    if kind not in KINDS or not isinstance(meta.get('eos', ''), str):
+      raise ConfigError(f'{field}: {meta_path(path)!r} has kind {kind!r} and eos '
+                        f'{meta.get("eos")!r}; expected a kind of {list(KINDS)} and a string')
+    try:
+      hf = tokenizers.Tokenizer.from_str(json.dumps(spec))
+    except Exception as e:  # tokenizers raises a bare Exception
+      raise ConfigError(f'{field}: {path!r} is not a tokenizer file that HF tokenizers '
+                        f'reads ({" ".join(str(e).split())[:160]})') from None
+    return cls(hf, kind, meta.get('eos', eos))
+
+
+def _kind_of(spec: dict) -> str:
+  """The kind of an HF tokenizer.json without tinyjax's metadata: char
+  (WordLevel split into characters), word (WordLevel) or bpe (the rest)."""
+  model = spec.get('model') if isinstance(spec.get('model'), dict) else {}
+  pre = spec.get('pre_tokenizer') if isinstance(spec.get('pre_tokenizer'), dict) else {}
+  if model.get('type') == 'WordLevel':
+    return 'char' if pre.get('type') == 'Split' else 'word'
+  return 'bpe'
+
+
+def _write(path: str, text: str):
+  with open(path + '.tmp', 'w', encoding='utf-8') as f:
+    f.write(text)
+  os.replace(path + '.tmp', path)
+
+
+def _json(text: str, path: str, field: str) -> dict:
+  """The JSON object in `text` (the file `path`); ConfigError if it is not one."""
+  try:
+    spec = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise ConfigError(f'{field}: {path!r} is not valid JSON ({e.msg} at line {e.lineno} '
+                      f'column {e.colno}); is the file cut short or overwritten?') from None
+  if not isinstance(spec, dict):
+    raise ConfigError(f'{field}: {path!r} holds a JSON {type(spec).__name__}, not a '
+                      'tokenizer (an object)')
+  return spec
 
 
 def _short(text: str, n: int = 40) -> str:

@@ -170,7 +170,8 @@ def test_preconditioned_sharpness_is_the_dense_top_eigenvalue_of_p_inv_h():
     return optax.apply_updates(params, u), state
   for _ in range(7):  # a real Adam state: nu from a few steps
     params, state = step(params, state)
-  p_tree, b1, lr = hessian.preconditioner(state, params)
+  p_tree, b1, lr, count = hessian.preconditioner(state, params)
+  assert int(count) == 7
   assert abs(float(hessian.adam_threshold(b1, lr)) - 38 / 1e-2) < 1e-2
   mv, n = hessian.preconditioned_matvec(loss, params, p_tree)
   ab = jax.jit(lambda k: hessian.lanczos(mv, hessian.rademacher(k, n), 30))(jax.random.key(5))
@@ -203,3 +204,43 @@ def test_essential_dynamics_finds_the_turn_of_an_l_shaped_trajectory():
   # arch away from that diagonal: its one extremum is the corner.
   assert essential.extrema(scores[:, 0]) == []
   assert essential.extrema(scores[:, 1]) == [10]
+
+
+# ------------------------------------------------------ in the program ---
+def test_a_run_writes_the_new_checkpoint_lenses(tmp_path):
+  import json
+  import os
+  from configs import timmy
+  from tinyjax import train
+  c = timmy.get_config('smoke')
+  with c.unlocked():
+    c.optimizer.update(name='adam', lr=0.01)   # Adam: the preconditioned sharpness
+    c.train.update(steps=20, log_every=10, chunk_steps=10)
+    c.checkpoint.update(every=10, log_spaced=False)
+    c.lenses.update(llc_parts=('modules', 'heads'), llc_chains=2, llc_draws=3, llc_burnin=2,
+                    hessian_lanczos=6, hessian_top_k=2, hessian_vectors=2,
+                    hessian_trace_samples=2, sharpness_precond=6)
+  w = str(tmp_path / 'w')
+  train.train_and_evaluate(c, w, progress=False)
+  rows = [json.loads(l) for l in open(os.path.join(w, 'seed=0', 'lenses.jsonl'))]
+  assert [r['step'] for r in rows] == [10, 20]
+  for r in rows:
+    for k in ('llc_part/embed', 'llc_part/layer0/attn', 'llc_part/layer1/mlp',
+              'llc_part/layer1/head1', 'llc_part/unembed', 'hessian/top1', 'hessian/top2',
+              'hessian/trace', 'hessian/slq_trace', 'sharpness_precond',
+              'sharpness_precond_eos'):
+      assert r[k] is not None and math.isfinite(r[k]), (k, r)
+    assert r['hessian/top1'] >= r['hessian/top2']
+    np.testing.assert_allclose(r['sharpness_precond_threshold'], 38 / 0.01, rtol=1e-5)
+    np.testing.assert_allclose(r['sharpness_precond_eos'],
+                               r['sharpness_precond'] / r['sharpness_precond_threshold'], rtol=1e-5)
+
+
+def test_preconditioned_sharpness_without_adam_is_one_line():
+  from configs import timmy
+  from tinyjax import train
+  c = timmy.get_config('smoke')
+  with c.unlocked():
+    c.lenses.sharpness_precond = 10
+  with pytest.raises(ConfigError, match='lenses.sharpness_precond'):
+    train.train_and_evaluate(c, '/nonexistent/never', progress=False)

@@ -78,7 +78,7 @@ def slq(matvec, n: int, key, vectors: int, m: int):
 def preconditioner(opt_state, params):
   """Adam's diagonal preconditioner P = sqrt(v_hat) + eps (v_hat = nu / (1 -
   b2^t)) from an optax Adam/AdamW state under inject_hyperparams, as a
-  pytree like params, plus (b1, lr) of that state. None for an optimizer
+  pytree like params, plus (b1, lr, count: updates so far) of that state. None for an optimizer
   without a second moment (SGD)."""
   adam = [n for n in jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(
       n, optax.ScaleByAdamState)) if isinstance(n, optax.ScaleByAdamState)]
@@ -93,7 +93,8 @@ def preconditioner(opt_state, params):
   # nu mirrors params' tree (nnx.State): keep only the arrays, in params' order.
   p_leaves = jax.tree.leaves(p)
   assert len(p_leaves) == len(jax.tree.leaves(params)), 'Adam nu does not mirror the params'
-  return jax.tree.unflatten(jax.tree.structure(params), p_leaves), h['b1'], h['learning_rate']
+  return (jax.tree.unflatten(jax.tree.structure(params), p_leaves), h['b1'], h['learning_rate'],
+          s.count)
 
 
 def preconditioned_matvec(loss_fn, params, p_tree):

@@ -63,7 +63,11 @@ DEFAULTS = dict(
     geometry=True, icl=True, fourier=True, sharpness_iters=0, llc=False, llc_chains=4,
     llc_draws=200, llc_burnin=200, llc_epsilon=1e-3, llc_gamma=100.0, llc_nbeta=0.0,
     llc_batch=0,
-    attention_images=0)
+    attention_images=0,
+    # Lenses II (docs/lenses.md): restricted LLC parts, Hessian spectrum,
+    # Adam's preconditioned sharpness; all off.
+    llc_parts=(), hessian_lanczos=0, hessian_top_k=5, hessian_vectors=4,
+    hessian_trace_samples=8, sharpness_precond=0)
 
 
 def settings(config) -> ml_collections.ConfigDict:

@@ -84,6 +84,7 @@ def main():
     per_run.append({'run': name, 'milestone': ms, 'explained': explained.tolist(), 'cusps': cusp,
                     'extrema': ext, 'nearest_cusp': near,
                     'nearest_cusp_minus_milestone': None if near is None else near - ms,
+                    'first_cusp_minus_milestone': cusp[0] - ms if cusp and ms is not None else None,
                     'scores': scores.tolist()})
   t_pca = time.time() - t0
   gaps = np.array([r['nearest_cusp_minus_milestone'] for r in per_run
@@ -97,6 +98,10 @@ def main():
          'runs_with_milestone': int(sum(r['milestone'] is not None for r in per_run)),
          'runs_with_a_cusp_within_one_checkpoint': int((np.abs(gaps) <= spacing).sum()),
          'nearest_cusp_minus_milestone_median': float(np.median(gaps)) if len(gaps) else None,
+         'first_cusp_minus_milestone': [r['first_cusp_minus_milestone'] for r in per_run],
+         'first_cusp_minus_milestone_median': float(np.median(
+             [r['first_cusp_minus_milestone'] for r in per_run
+              if r['first_cusp_minus_milestone'] is not None])),
          'cusps_per_run_median': float(np.median([len(r['cusps']) for r in per_run])),
          'seconds_restore_and_forward': t_load, 'seconds_pca_all_runs': t_pca,
          'per_run': per_run}

@@ -28,14 +28,11 @@ from tinyjax import program as program_lib  # noqa: E402
 from tinyjax import train  # noqa: E402
 
 LENSES = {
-    'llc (whole model; 2 chains x 150 steps)': dict(llc=True, llc_chains=2, llc_draws=100,
-                                                     llc_burnin=50),
     'llc_parts = heads (4 parts; 2 chains x 150 steps each)': dict(
         llc_parts=('heads',), llc_chains=2, llc_draws=100, llc_burnin=50),
     'hessian_lanczos = 20 (4 SLQ vectors, 8 Hutchinson samples)': dict(
         hessian_lanczos=20, hessian_vectors=4, hessian_trace_samples=8),
     'sharpness_precond = 20 (Adam)': dict(sharpness_precond=20),
-    'sharpness_iters = 20 (existing, for scale)': dict(sharpness_iters=20),
 }
 
 

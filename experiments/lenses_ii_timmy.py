@@ -60,7 +60,10 @@ def main():
                   'top1': top1.tolist(), 'power': power.tolist(),
                   'max_top1_before': float(np.nanmax(top1[steps <= t])) if t else None,
                   'max_top1_after': float(np.nanmax(top1[steps > t])) if t else None,
-                  'max_top1': float(np.nanmax(top1))})
+                  'max_top1': float(np.nanmax(top1)),
+                  'top1_last_before': float(top1[steps <= t][-1]) if t else None,
+                  'top1_first_after': float(top1[steps > t][0]) if t else None,
+                  'top1_end': float(top1[-1])})
     if t is None:
       continue
     i_b = np.where(steps <= t - a.margin)[0]
@@ -89,6 +92,13 @@ def main():
              [s['max_top1_before'] for s in sharp if s['max_top1_before'] is not None])),
          'sharpness_median_max_after_breakthrough': float(np.nanmedian(
              [s['max_top1_after'] for s in sharp if s['max_top1_after'] is not None])),
+         'top1_median_last_checkpoint_before_breakthrough': float(np.nanmedian(
+             [s['top1_last_before'] for s in sharp if s['top1_last_before'] is not None])),
+         'top1_median_first_checkpoint_after_breakthrough': float(np.nanmedian(
+             [s['top1_first_after'] for s in sharp if s['top1_first_after'] is not None])),
+         'top1_median_at_end': float(np.nanmedian([s['top1_end'] for s in sharp])),
+         'top1_plateau_median_at_step_2000': float(np.nanmedian(
+             [s['top1'][s['steps'].index(2000)] for s in sharp if 2000 in s['steps']])),
          'runs_above_threshold_at_any_checkpoint': int(sum(s['max_top1'] > thr for s in sharp)),
          'power_vs_lanczos_max_rel_diff': float(np.nanmax([np.nanmax(np.abs(
              np.array(s['power']) - np.array(s['top1'])) / np.maximum(np.abs(s['top1']), 1e-9))

@@ -236,11 +236,11 @@ def test_a_run_writes_the_new_checkpoint_lenses(tmp_path):
                                r['sharpness_precond'] / r['sharpness_precond_threshold'], rtol=1e-5)
 
 
-def test_preconditioned_sharpness_without_adam_is_one_line():
+def test_preconditioned_sharpness_without_adam_is_one_line(tmp_path):
   from configs import timmy
   from tinyjax import train
   c = timmy.get_config('smoke')
   with c.unlocked():
     c.lenses.sharpness_precond = 10
-  with pytest.raises(ConfigError, match='lenses.sharpness_precond'):
-    train.train_and_evaluate(c, '/nonexistent/never', progress=False)
+  with pytest.raises(ConfigError, match='lenses.sharpness_precond: 10 needs Adam'):
+    train.train_and_evaluate(c, str(tmp_path / 'w'), progress=False)

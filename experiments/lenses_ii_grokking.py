@@ -50,9 +50,22 @@ def main():
   ap.add_argument('--workdir', default=os.path.join(ROOT, 'runs', 'grok_lenses2'))
   ap.add_argument('--out', default=os.path.join(ROOT, 'experiments', 'results'))
   a = ap.parse_args()
-  summary = json.load(open(os.path.join(a.workdir, 'summary.json')))
-  lens, metrics = results.run_rows(a.workdir, 'lenses'), results.run_rows(a.workdir)
-  runs = summary['runs']
+  path = os.path.join(a.workdir, 'summary.json')
+  if os.path.exists(path):
+    lens, metrics = results.run_rows(a.workdir, 'lenses'), results.run_rows(a.workdir)
+    runs = json.load(open(path))['runs']
+  else:  # a run still going (or stopped): the per-run files and milestones written so far
+    read = lambda n, kind: [json.loads(l) for l in open(os.path.join(a.workdir, n, f'{kind}.jsonl'))]
+    names = sorted((n for n in os.listdir(a.workdir) if n.startswith('seed=')),
+                   key=lambda n: int(n.split('=')[-1]))
+    lens = {n: read(n, 'lenses') for n in names}
+    metrics = {n: read(n, 'metrics') for n in names}
+    lr = json.load(open(os.path.join(a.workdir, 'config.json')))['optimizer']['lr']
+    first = lambda rows, k, v: next((r['step'] for r in rows if (r.get(k) or 0) >= v), None)
+    runs = [{'name': n, 'hparams': {'lr': lr},
+             'memorization_step': first(metrics[n], 'accuracy', 0.99),
+             'grokking_step': first(metrics[n], 'test/accuracy', 0.95)}
+            for n in sorted(lens, key=lambda n: int(n.split('=')[-1]))]
   per_run = []
   fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
   parts = sorted({k[len('llc_part/'):] for r in lens[runs[0]['name']] for k in r
@@ -110,13 +123,19 @@ def main():
   with_sling = [r for r in per_run if r['slingshot_step']]
   crossed_first = [r for r in with_sling if r['first_checkpoint_precond_ge_38_over_lr'] is not None
                    and r['first_checkpoint_precond_ge_38_over_lr'] <= r['slingshot_step']]
-  out = {'workdir': a.workdir, 'seeds': len(runs), 'lr': runs[0]['hparams']['lr'],
+  out = {'workdir': a.workdir, 'seeds': len(runs), 'complete': os.path.exists(path),
+         'last_checkpoint': int(max(r['steps'][-1] for r in per_run)), 'lr': runs[0]['hparams']['lr'],
          'threshold_38_over_lr': 38 / runs[0]['hparams']['lr'],
          'runs_with_slingshot': len(with_sling),
          'slingshot_steps': [r['slingshot_step'] for r in per_run],
          'runs_ever_at_or_above_38_over_lr': int(sum(r['first_checkpoint_precond_ge_38_over_lr']
                                                      is not None for r in per_run)),
          'runs_crossing_at_or_before_slingshot': len(crossed_first),
+         'ratio_median_by_step': {int(st): float(np.nanmedian(
+             [r['ratio'][r['steps'].index(st)] for r in per_run if st in r['steps']]))
+             for st in per_run[0]['steps']},
+         'memorization_steps': [r['memorization_step'] for r in per_run],
+         'grokking_steps': [r['grokking_step'] for r in per_run],
          'ratio_max_median': float(np.median([r['ratio_max'] for r in per_run])),
          'ratio_before_slingshot_median': float(np.median(
              [r['ratio_at_last_checkpoint_before_slingshot'] for r in with_sling

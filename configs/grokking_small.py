@@ -25,6 +25,9 @@ wall. One seed alone is ~4x less.
 
 Variants (`--config configs/grokking_small.py:<arg>`):
   sweep           4 seeds, one vmapped program.
+  lenses2         16 seeds, Adam's preconditioned sharpness vs 38/lr and the
+                  restricted LLC per module every 100 steps
+                  (experiments/lenses_ii_grokking.py; docs/results/lenses-ii.md).
   grokfast        1 run with Grokfast-EMA (alpha 0.98, lambda 2.0, the paper's).
   sweep_grokfast  4 seeds x grokfast_lambda (0, 2): both arms, one program
                   (experiments/grokking_study.py). Measured: Grokfast makes
@@ -134,6 +137,13 @@ def get_config(arg=None):
   c.lenses.llc_nbeta = 0.0      # 0 = m / ln m = 26.38 for m = 128 (devinterp);
   c.lenses.llc_batch = 128      # SGLD minibatch rows (devinterp's grokking notebook).
   c.lenses.attention_images = 0  # attention maps in TensorBoard for the first N runs.
+  # Lenses II (docs/lenses.md), at checkpoints, off here (see :lenses2):
+  c.lenses.llc_parts = ()       # restricted LLC per part: 'layers', 'heads', 'modules', 'NAME=PREFIX+..'
+  c.lenses.hessian_lanczos = 0  # > 0: Lanczos steps for the Hessian's top-k and SLQ density;
+  c.lenses.hessian_top_k = 5    # eigenvalues written (hessian/top1..k);
+  c.lenses.hessian_vectors = 4  # SLQ start vectors;
+  c.lenses.hessian_trace_samples = 8  # Hutchinson samples for hessian/trace.
+  c.lenses.sharpness_precond = 0  # > 0: Lanczos steps for Adam's lambda_max(P^-1 H), vs 38/lr.
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 500
@@ -159,6 +169,19 @@ def get_config(arg=None):
     c.sweep.seeds = 8
     c.lenses.llc = True
     c.checkpoint.every = 100     # the LLC's trajectory: 18 checkpoints + log-spaced ones.
+  elif arg == 'lenses2':
+    # experiments/lenses_ii_grokking.py: 16 seeds, a checkpoint every 100
+    # steps with Adam's preconditioned sharpness (vs 38/lr) and the restricted
+    # LLC of each module (1 chain of 50 + 100 steps: sized for a loaded 2-core
+    # CPU, a rough LLC, comparable only within this run).
+    c.sweep.seeds = 16
+    c.checkpoint.every = 100
+    c.checkpoint.log_spaced = False
+    c.lenses.llc_chains = 1
+    c.lenses.llc_draws = 100
+    c.lenses.llc_burnin = 50
+    c.lenses.llc_parts = ('modules',)
+    c.lenses.sharpness_precond = 16
   elif arg == 'grokfast':
     c.optimizer.grokfast_lambda = 2.0
   elif arg == 'sweep_grokfast':
@@ -170,6 +193,6 @@ def get_config(arg=None):
     c.checkpoint.every = 0
     c.checkpoint.log_spaced = False
   elif arg:
-    raise ValueError(f'unknown config variant {arg!r}; use sweep, llc, grokfast, '
+    raise ValueError(f'unknown config variant {arg!r}; use sweep, llc, lenses2, grokfast, '
                      'sweep_grokfast or smoke')
   return c

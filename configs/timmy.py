@@ -20,6 +20,9 @@ Run time: about 10 s on an idle 2-core CPU (about 30 s with other jobs on it).
 Variants (`--config configs/timmy.py:<arg>`):
   sweep  32 seeds x lr (0.03, 0.1, 0.3): all 96 runs one vmapped program
          (about 1.5 minutes on a 2-core CPU).
+  lenses2  16 seeds with the restricted LLC per layer / head / OV and QK pair
+         and the sharpness at a checkpoint every 250 steps
+         (experiments/lenses_ii_timmy.py; docs/results/lenses-ii.md).
   smoke  a 200-step run for tests and a first look.
 """
 
@@ -121,6 +124,13 @@ def get_config(arg=None):
   c.lenses.llc_nbeta = 0.0      # n*beta; 0 = m / ln m, m = sequences in a batch (5: 3.11).
   c.lenses.llc_batch = 0        # SGLD minibatch rows; 0 = train.batch_size (here: full).
   c.lenses.attention_images = 0  # attention maps in TensorBoard for the first N runs.
+  # Lenses II (docs/lenses.md), at checkpoints, off here (see :lenses2):
+  c.lenses.llc_parts = ()       # restricted LLC per part: 'layers', 'heads', 'modules', 'NAME=PREFIX+..'
+  c.lenses.hessian_lanczos = 0  # > 0: Lanczos steps for the Hessian's top-k and SLQ density;
+  c.lenses.hessian_top_k = 5    # eigenvalues written (hessian/top1..k);
+  c.lenses.hessian_vectors = 4  # SLQ start vectors;
+  c.lenses.hessian_trace_samples = 8  # Hutchinson samples for hessian/trace.
+  c.lenses.sharpness_precond = 0  # > 0: Lanczos steps for Adam's lambda_max(P^-1 H) (Adam only).
 
   # --- Checkpoints (orbax): the trajectory is the point.
   c.checkpoint = ml_collections.ConfigDict()
@@ -151,10 +161,31 @@ def get_config(arg=None):
     c.sweep.seeds = 32
     c.sweep.lrs = (0.03, 0.1, 0.3)
     c.checkpoint.log_spaced = False  # 96 runs: keep the checkpoint count modest.
+  elif arg == 'lenses2':
+    # experiments/lenses_ii_timmy.py: 16 seeds at lr 0.1, a checkpoint every
+    # 250 steps with the restricted LLC of each layer, head and each layer's
+    # OV / QK pair, the whole-model LLC, and the sharpness (power iteration
+    # and Lanczos top-k) against 2/lr = 20.
+    c.sweep.seeds = 16
+    c.checkpoint.every = 250
+    c.checkpoint.log_spaced = False
+    c.lenses.llc = True
+    c.lenses.llc_chains = 2
+    c.lenses.llc_draws = 100
+    c.lenses.llc_burnin = 50
+    c.lenses.llc_parts = ('layers', 'heads', 'ov0=blocks.0.attn.v+blocks.0.attn.o',
+                          'qk0=blocks.0.attn.q+blocks.0.attn.k',
+                          'ov1=blocks.1.attn.v+blocks.1.attn.o',
+                          'qk1=blocks.1.attn.q+blocks.1.attn.k')
+    c.lenses.sharpness_iters = 20
+    c.lenses.hessian_lanczos = 20
+    c.lenses.hessian_top_k = 3
+    c.lenses.hessian_vectors = 1
+    c.lenses.hessian_trace_samples = 2
   elif arg == 'smoke':
     c.train.steps = 200
     c.train.chunk_steps = 100
     c.checkpoint.every = 100
   elif arg:
-    raise ValueError(f'unknown config variant {arg!r}; use sweep or smoke')
+    raise ValueError(f'unknown config variant {arg!r}; use sweep, lenses2 or smoke')
   return c

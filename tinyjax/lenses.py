@@ -63,7 +63,11 @@ DEFAULTS = dict(
     geometry=True, icl=True, fourier=True, sharpness_iters=0, llc=False, llc_chains=4,
     llc_draws=200, llc_burnin=200, llc_epsilon=1e-3, llc_gamma=100.0, llc_nbeta=0.0,
     llc_batch=0,
-    attention_images=0, extra=())
+    attention_images=0, extra=(),
+    # Lenses II (docs/lenses.md): restricted LLC parts, Hessian spectrum,
+    # Adam's preconditioned sharpness; all off.
+    llc_parts=(), hessian_lanczos=0, hessian_top_k=5, hessian_vectors=4,
+    hessian_trace_samples=8, sharpness_precond=0)
 
 # The built-in step lenses are at the end of this file (LENSES).
 
@@ -235,7 +239,8 @@ def top_eigenvalue(loss_fn, params, key, iters: int):
   return lam
 
 
-def llc(loss_fn, params, batch_fn, key, n_beta, epsilon, gamma, chains, draws, burnin):
+def llc(loss_fn, params, batch_fn, key, n_beta, epsilon, gamma, chains, draws, burnin,
+        mask=None):
   """Local learning coefficient by SGLD (Lau et al.; devinterp's estimator),
   every chain at once (vmapped).
 
@@ -247,6 +252,9 @@ def llc(loss_fn, params, batch_fn, key, n_beta, epsilon, gamma, chains, draws, b
   'llc_std', 'llc_below': fraction of draws below init_loss, 'llc_nan',
   'llc_trace_D': the mean over chains of each draw's n_beta (L - init_loss)}.
   n_beta, epsilon and gamma may be traced (a calibration vmaps over them).
+  mask (a pytree like params, 1 = sampled, 0 = held at w*; may be traced:
+  tinyjax.restricted vmaps over masks) gives devinterp's restricted LLC of
+  the masked part with the rest fixed; None = every parameter.
   """
   k_init, k_chains = jax.random.split(key)
   init_loss = jax.vmap(lambda k: loss_fn(params, batch_fn(k)))(
@@ -260,6 +268,9 @@ def llc(loss_fn, params, batch_fn, key, n_beta, epsilon, gamma, chains, draws, b
       leaves, tree = jax.tree.flatten(w)
       noise = jax.tree.unflatten(tree, [jax.random.normal(nk, x.shape, x.dtype) for nk, x in
                                         zip(jax.random.split(kn, len(leaves)), leaves)])
+      if mask is not None:  # the rest stays at w*: no drift, no noise
+        noise = jax.tree.map(jnp.multiply, noise, mask)
+        g = jax.tree.map(jnp.multiply, g, mask)
       w = jax.tree.map(lambda x, gx, x0, z: x - 0.5 * epsilon * (n_beta * gx + gamma * (x - x0))
                        + jnp.sqrt(epsilon) * z, w, g, params, noise)
       return w, loss

@@ -24,10 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from tinyjax import extend
+from tinyjax import hessian as hessian_lib
 from tinyjax import lenses as lenses_lib
 from tinyjax import loss as loss_lib
 from tinyjax import model as model_lib
 from tinyjax import optimizer as optimizer_lib
+from tinyjax import restricted as restricted_lib
 from tinyjax import sampler as sampler_lib
 from tinyjax import tasks as tasks_lib
 from tinyjax.tasks import ConfigError
@@ -155,7 +157,17 @@ class Program:
     self.checkpoint_lenses = jax.jit(jax.vmap(self._checkpoint_lenses_run,
                                               in_axes=(0, 0, None, None)))
     self.has_checkpoint_lenses = bool(self.lens.sharpness_iters or self.lens.llc
-                                      or (self.lens.attention_images and self.lens.probe))
+                                      or (self.lens.attention_images and self.lens.probe)
+                                      or self.lens.llc_parts or self.lens.hessian_lanczos
+                                      or self.lens.sharpness_precond)
+    if self.lens.llc_parts:  # restricted LLC: every part's 0/1 mask, stacked (data, vmapped)
+      self.llc_part_names, self.llc_masks = restricted_lib.stack(restricted_lib.parts(
+          abstract_params, self.lens.llc_parts, config.model.get('n_layers', 0),
+          config.model.get('n_heads', 1)))
+    if self.lens.sharpness_precond and config.optimizer.name not in ('adam', 'adamw'):
+      raise ConfigError(f'lenses.sharpness_precond: {self.lens.sharpness_precond} needs Adam\'s '
+                        f'second moment; optimizer.name is {config.optimizer.name!r} (use '
+                        'sharpness_iters or hessian_lanczos)')
 
   # ------------------------------------------------------------ one run ---
   def _init_run(self, hp):
@@ -270,6 +282,25 @@ class Program:
                            lens.llc_chains, lens.llc_draws, lens.llc_burnin)
       llc.pop('llc_trace_D')
       m.update(llc)
+    if lens.llc_parts:  # restricted LLC of every part at once (tinyjax.restricted)
+      m.update(restricted_lib.llc_parts(
+          loss_fn, params, draw, jax.random.fold_in(key, 2), self.llc_part_names, self.llc_masks,
+          n_beta=lens.llc_nbeta or n_beta, epsilon=lens.llc_epsilon, gamma=lens.llc_gamma,
+          chains=lens.llc_chains, draws=lens.llc_draws, burnin=lens.llc_burnin))
+    if lens.hessian_lanczos:  # spectrum at the step's batch; eigh of T on the host (summaries)
+      hv, n = hessian_lib.flat_hvp(lambda p: loss_fn(p, batch), params)
+      m['hessian_lanczos_SxMx2'] = hessian_lib.slq(hv, n, jax.random.fold_in(key, 3),
+                                                   lens.hessian_vectors, min(lens.hessian_lanczos, n))
+      m['hessian/trace'], m['hessian/trace_se'] = hessian_lib.hutchinson_trace(
+          hv, n, jax.random.fold_in(key, 4), lens.hessian_trace_samples)
+      m['hessian_n'], m['hessian_k'] = jnp.float32(n), jnp.int32(lens.hessian_top_k)
+    if lens.sharpness_precond:  # lambda_max(P^-1 H), Adam's P (NaN before the first update)
+      p_tree, b1, lr, count = hessian_lib.preconditioner(state['opt_state'], params)
+      mv, n = hessian_lib.preconditioned_matvec(lambda p: loss_fn(p, batch), params, p_tree)
+      ab = hessian_lib.lanczos(mv, hessian_lib.rademacher(jax.random.fold_in(key, 5), n),
+                               min(lens.sharpness_precond, n))
+      m['precond_lanczos_Mx2'] = jnp.where(count > 0, ab, jnp.nan)
+      m['sharpness_precond_threshold'] = hessian_lib.adam_threshold(b1, lr)
     if lens.attention_images and self.attention_model and lens.probe:
       model = nnx.merge(self.graphdef, params)
       m['attn_image_LxHxTxT'] = model(jnp.asarray(self.probe[:1]), inspect=True)[1][
@@ -523,7 +554,7 @@ def flatten_rows(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   per-head value (a name ending in _LxH) becomes <name>/layer<l>/head<h>; the
   OV circuits become their copy scores (eigenvalues, on the host)."""
   out = {}
-  for k, v in rows.items():
+  for k, v in hessian_lib.summaries(rows).items():  # Lanczos coefficients -> eigenvalues
     v = np.asarray(v)
     if k == 'copying_ov_LxHxKxK':
       k, v = 'copying_LxH', lenses_lib.copying_score(v)

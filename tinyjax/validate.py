@@ -59,7 +59,9 @@ def check(config):
     ls = lenses.settings(config)
     for name in ('probe_len', 'probe_rows', 'llc_chains', 'llc_draws'):
       _require(ls[name] >= 1, f'lenses.{name}', ls[name], 'use >= 1')
-    for name in ('sharpness_iters', 'llc_burnin', 'attention_images', 'llc_gamma', 'llc_nbeta'):
+    for name in ('sharpness_iters', 'llc_burnin', 'attention_images', 'llc_gamma', 'llc_nbeta',
+                 'hessian_lanczos', 'hessian_top_k', 'hessian_vectors', 'hessian_trace_samples',
+                 'sharpness_precond'):
       _require(ls[name] >= 0, f'lenses.{name}', ls[name], 'use >= 0 (0 = off / default)')
     _require(ls.llc_epsilon > 0, 'lenses.llc_epsilon', ls.llc_epsilon, 'use > 0')
     _require(ls.every >= 0 and ls.every % t.log_every == 0, 'lenses.every', ls.every,

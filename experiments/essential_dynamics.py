@@ -1,0 +1,139 @@
+"""Essential dynamics (tinyjax.essential): PCA of each run's trajectory of
+logits on a fixed probe over its checkpoints, the cusps where development
+turns, and where they sit against the run's milestone.
+
+  python -m tinyjax.run --config configs/timmy.py:lenses2 --workdir runs/timmy_lenses2
+  python experiments/essential_dynamics.py --workdir runs/timmy_lenses2 [--milestone breakthrough_step]
+
+Reads the workdir (nothing is trained): every checkpoint of every run is
+restored once, the model's log-softmax outputs on the training rows (every
+scored position, flattened; log-softmax removes the logits' shift freedom)
+are the features, and per run: PCA over its checkpoints (3 components), the
+cusps of the (PC1, PC2) curve (turning angle > 45 degrees, a local maximum)
+and the extrema of each PC curve. Writes
+experiments/results/essential_dynamics_<name>.{json,png}.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from flax import nnx  # noqa: E402
+
+from tinyjax import checkpoint as ckpt_lib  # noqa: E402
+from tinyjax import essential  # noqa: E402
+from tinyjax import program as program_lib  # noqa: E402
+from tinyjax import restore  # noqa: E402
+
+
+def trajectories(workdir):
+  """(steps, features [R, T, F], run names, summary) of the first group."""
+  prog, group, _ = restore.open_run(workdir)
+  hp_np = program_lib.hparam_arrays([r['hparams'] for r in group.runs])
+  target = ckpt_lib.numpy_target(prog.init, hp_np)
+  mgr = ckpt_lib.manager(workdir, group.name, read_only=True)
+  steps = sorted(mgr.all_steps())
+  x = jnp.asarray(prog.data['train']['x_NxT'])
+  mask = np.asarray(prog.data['train']['mask_NxT']) > 0
+
+  @jax.jit
+  def feats(params_R):
+    def one(p):
+      logits = nnx.merge(prog.graphdef, p)(x)[0]
+      return jax.nn.log_softmax(logits, -1)
+    return jax.vmap(one)(params_R)
+  out = []
+  for s in steps:
+    _, state = ckpt_lib.restore_latest(mgr, target, s, move_unreadable=False)
+    out.append(np.asarray(feats(state['params']))[:, mask].reshape(len(group.runs), -1))
+  return steps, np.stack(out, 1), [r['name'] for r in group.runs]
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument('--workdir', default=os.path.join(ROOT, 'runs', 'timmy_lenses2'))
+  ap.add_argument('--milestone', default='breakthrough_step')
+  ap.add_argument('--name', default='timmy')
+  ap.add_argument('--out', default=os.path.join(ROOT, 'experiments', 'results'))
+  a = ap.parse_args()
+  summary = json.load(open(os.path.join(a.workdir, 'summary.json')))
+  milestone = {r['name']: r.get(a.milestone) for r in summary['runs']}
+  t0 = time.time()
+  steps, f_RxTxF, names = trajectories(a.workdir)
+  t_load = time.time() - t0
+  steps = np.asarray(steps)
+  t0 = time.time()
+  per_run = []
+  for name, f in zip(names, f_RxTxF):
+    scores, _, explained = essential.trajectory_pca(f, 3)
+    cusp = [int(steps[i]) for i in essential.cusps(scores)]
+    ext = {f'pc{k + 1}': [int(steps[i]) for i in essential.extrema(scores[:, k])] for k in range(3)}
+    ms = milestone.get(name)
+    near = min(cusp, key=lambda c: abs(c - ms)) if cusp and ms is not None else None
+    per_run.append({'run': name, 'milestone': ms, 'explained': explained.tolist(), 'cusps': cusp,
+                    'extrema': ext, 'nearest_cusp': near,
+                    'nearest_cusp_minus_milestone': None if near is None else near - ms,
+                    'first_cusp_minus_milestone': cusp[0] - ms if cusp and ms is not None else None,
+                    'scores': scores.tolist()})
+  t_pca = time.time() - t0
+  gaps = np.array([r['nearest_cusp_minus_milestone'] for r in per_run
+                   if r['nearest_cusp_minus_milestone'] is not None], float)
+  spacing = int(np.median(np.diff(steps)))
+  out = {'workdir': a.workdir, 'milestone': a.milestone, 'steps': steps.tolist(),
+         'features': int(f_RxTxF.shape[-1]), 'runs': len(names),
+         'checkpoint_spacing': spacing,
+         'explained_pc1_median': float(np.median([r['explained'][0] for r in per_run])),
+         'explained_pc12_median': float(np.median([sum(r['explained'][:2]) for r in per_run])),
+         'runs_with_milestone': int(sum(r['milestone'] is not None for r in per_run)),
+         'runs_with_a_cusp_within_one_checkpoint': int((np.abs(gaps) <= spacing).sum()),
+         'nearest_cusp_minus_milestone_median': float(np.median(gaps)) if len(gaps) else None,
+         'first_cusp_minus_milestone': [r['first_cusp_minus_milestone'] for r in per_run],
+         'first_cusp_minus_milestone_median': float(np.median(
+             [r['first_cusp_minus_milestone'] for r in per_run
+              if r['first_cusp_minus_milestone'] is not None])),
+         'cusps_per_run_median': float(np.median([len(r['cusps']) for r in per_run])),
+         'seconds_restore_and_forward': t_load, 'seconds_pca_all_runs': t_pca,
+         'per_run': per_run}
+  os.makedirs(a.out, exist_ok=True)
+  with open(os.path.join(a.out, f'essential_dynamics_{a.name}.json'), 'w') as fh:
+    json.dump(out, fh, indent=1)
+  fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+  for k, r in enumerate(per_run):
+    s = np.asarray(r['scores'])
+    c = f'C{k % 10}'
+    if k < 6:
+      axes[0].plot(s[:, 0], s[:, 1], c, lw=0.8, marker='.', ms=3)
+      for cs in r['cusps']:
+        i = int(np.searchsorted(steps, cs))
+        axes[0].plot(s[i, 0], s[i, 1], 'x', color=c, ms=7)
+      if r['milestone'] is not None:
+        i = int(np.argmin(np.abs(steps - r['milestone'])))
+        axes[0].plot(s[i, 0], s[i, 1], 'o', mfc='none', color=c, ms=9)
+    if r['milestone'] is not None:
+      for j, ax in ((0, axes[1]), (1, axes[2])):
+        ax.plot(steps - r['milestone'], s[:, j] / max(np.abs(s[:, j]).max(), 1e-30), c,
+                lw=0.6, alpha=0.7)
+  axes[0].set_title('PC1 vs PC2, first 6 runs (x: cusps, o: checkpoint nearest the milestone)',
+                    fontsize=9)
+  for j, ax in ((1, axes[1]), (2, axes[2])):
+    ax.axvline(0, color='k', lw=0.6, ls='--')
+    ax.set_xlabel(f'step - {a.milestone}')
+    ax.set_title(f'PC{j} (scaled to max |.| = 1), every run', fontsize=9)
+  fig.tight_layout()
+  fig.savefig(os.path.join(a.out, f'essential_dynamics_{a.name}.png'), dpi=100)
+  print(json.dumps({k: v for k, v in out.items() if k != 'per_run'}, indent=1))
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,155 @@
+"""Grokking (configs/grokking_small.py, AdamW) against Adam's edge of
+stability: the preconditioned sharpness lambda_max(P^-1 H) (P from the run's
+Adam second moment) beside 38/lr (Cohen et al. 2022, b1 = 0.9), the plain top
+eigenvalue beside 2/lr, and, when the run measured it, the restricted LLC of
+each module.
+
+  python -m tinyjax.run --config configs/grokking_small.py:lenses2 --workdir runs/grok_lenses2 --noprogress
+  python experiments/lenses_ii_grokking.py --workdir runs/grok_lenses2
+
+Reads the workdir (nothing is trained). The slingshot step of a run: the
+first logged step after step 1,000 at which the train loss exceeds 100x its
+minimum so far (the README's grokking study saw it at ~1,400-1,600: train
+loss from ~1e-8 back to ~1e-1). Per run: the first checkpoint at which
+sharpness_precond >= 38/lr (its `eos` ratio >= 1), the ratio at the
+checkpoints before and after the slingshot, and whether the crossing comes
+first. Writes experiments/results/lenses_ii_grokking.{json,png}.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from tinyjax import results  # noqa: E402
+
+
+def col(rows, k):
+  return np.array([r.get(k) if r.get(k) is not None else np.nan for r in rows], float)
+
+
+def slingshot(rows, after=1000, factor=100.0):
+  rows = [r for r in rows if r.get('loss') is not None]
+  best = np.inf
+  for r in rows:
+    if r['step'] > after and r['loss'] > factor * best:
+      return r['step']
+    best = min(best, r['loss'])
+  return None
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument('--workdir', default=os.path.join(ROOT, 'runs', 'grok_lenses2'))
+  ap.add_argument('--out', default=os.path.join(ROOT, 'experiments', 'results'))
+  a = ap.parse_args()
+  path = os.path.join(a.workdir, 'summary.json')
+  if os.path.exists(path):
+    lens, metrics = results.run_rows(a.workdir, 'lenses'), results.run_rows(a.workdir)
+    runs = json.load(open(path))['runs']
+  else:  # a run still going (or stopped): the per-run files and milestones written so far
+    read = lambda n, kind: [json.loads(l) for l in open(os.path.join(a.workdir, n, f'{kind}.jsonl'))]
+    names = sorted((n for n in os.listdir(a.workdir) if n.startswith('seed=')),
+                   key=lambda n: int(n.split('=')[-1]))
+    lens = {n: read(n, 'lenses') for n in names}
+    metrics = {n: read(n, 'metrics') for n in names}
+    lr = json.load(open(os.path.join(a.workdir, 'config.json')))['optimizer']['lr']
+    first = lambda rows, k, v: next((r['step'] for r in rows if (r.get(k) or 0) >= v), None)
+    runs = [{'name': n, 'hparams': {'lr': lr},
+             'memorization_step': first(metrics[n], 'accuracy', 0.99),
+             'grokking_step': first(metrics[n], 'test/accuracy', 0.95)}
+            for n in sorted(lens, key=lambda n: int(n.split('=')[-1]))]
+  per_run = []
+  fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+  parts = sorted({k[len('llc_part/'):] for r in lens[runs[0]['name']] for k in r
+                  if k.startswith('llc_part/')})
+  for k, run in enumerate(runs):
+    rows, mrows = lens[run['name']], metrics[run['name']]
+    steps = np.array([r['step'] for r in rows])
+    ratio, sp = col(rows, 'sharpness_precond_eos'), col(rows, 'sharpness_precond')
+    thr, top1 = col(rows, 'sharpness_precond_threshold'), col(rows, 'hessian/top1')
+    lr = run['hparams']['lr']
+    sling = slingshot(mrows)
+    cross = steps[np.where(ratio >= 1)[0]]
+    first_cross = int(cross[0]) if len(cross) else None
+    before = steps <= sling if sling else np.zeros(len(steps), bool)
+    entry = {'run': run['name'], 'memorization_step': run.get('memorization_step'),
+             'grokking_step': run.get('grokking_step'), 'slingshot_step': sling,
+             'first_checkpoint_precond_ge_38_over_lr': first_cross,
+             'crossings': [int(c) for c in cross],
+             'ratio_max': float(np.nanmax(ratio)),
+             'ratio_at_last_checkpoint_before_slingshot':
+                 float(ratio[before][-1]) if before.any() else None,
+             'ratio_at_first_checkpoint_after_slingshot':
+                 float(ratio[~before][0]) if sling and (~before).any() else None,
+             'plain_top1_max_times_lr_over_2': float(np.nanmax(top1) * lr / 2),
+             'steps': steps.tolist(), 'ratio': ratio.tolist(), 'sharpness_precond': sp.tolist(),
+             'threshold': thr.tolist(), 'top1': top1.tolist(),
+             'llc_parts': {p: col(rows, f'llc_part/{p}').tolist() for p in parts}}
+    per_run.append(entry)
+    c = f'C{k % 10}'
+    axes[0].plot(steps, ratio, c, lw=0.7, marker='.', ms=2)
+    lr_steps = [r['step'] for r in mrows if r.get('loss') is not None]
+    axes[1].plot(lr_steps, [r['loss'] for r in mrows if r.get('loss') is not None], c, lw=0.6)
+    for ax in axes[:2]:
+      if sling:
+        ax.axvline(sling, color=c, lw=0.5, ls=':')
+  axes[0].axhline(1.0, color='k', ls='--', lw=0.8)
+  axes[0].set_yscale('log')
+  axes[0].set_title('lambda_max(P^-1 H) / (38 / lr) per seed; dotted: slingshot', fontsize=10)
+  axes[1].set_yscale('log')
+  axes[1].set_title('train loss per seed; dotted: slingshot step', fontsize=10)
+  if parts:
+    grid_steps = np.array(per_run[0]['steps'])
+    for j, p in enumerate(parts):
+      m = np.array([r['llc_parts'][p] for r in per_run])
+      axes[2].plot(grid_steps, np.nanmedian(m, 0), f'C{j}', lw=1.2, marker='.', label=p)
+    axes[2].legend(fontsize=8)
+    axes[2].set_title('restricted LLC per module (median over seeds)', fontsize=10)
+  else:
+    axes[2].set_title('(restricted LLC not measured in this run)', fontsize=10)
+  for ax in axes:
+    ax.set_xlabel('step')
+  fig.tight_layout()
+  os.makedirs(a.out, exist_ok=True)
+  fig.savefig(os.path.join(a.out, 'lenses_ii_grokking.png'), dpi=100)
+  with_sling = [r for r in per_run if r['slingshot_step']]
+  crossed_first = [r for r in with_sling if r['first_checkpoint_precond_ge_38_over_lr'] is not None
+                   and r['first_checkpoint_precond_ge_38_over_lr'] <= r['slingshot_step']]
+  out = {'workdir': a.workdir, 'seeds': len(runs), 'complete': os.path.exists(path),
+         'last_checkpoint': int(max(r['steps'][-1] for r in per_run)), 'lr': runs[0]['hparams']['lr'],
+         'threshold_38_over_lr': 38 / runs[0]['hparams']['lr'],
+         'runs_with_slingshot': len(with_sling),
+         'slingshot_steps': [r['slingshot_step'] for r in per_run],
+         'runs_ever_at_or_above_38_over_lr': int(sum(r['first_checkpoint_precond_ge_38_over_lr']
+                                                     is not None for r in per_run)),
+         'runs_crossing_at_or_before_slingshot': len(crossed_first),
+         'ratio_median_by_step': {int(st): float(np.nanmedian(
+             [r['ratio'][r['steps'].index(st)] for r in per_run if st in r['steps']]))
+             for st in per_run[0]['steps']},
+         'memorization_steps': [r['memorization_step'] for r in per_run],
+         'grokking_steps': [r['grokking_step'] for r in per_run],
+         'ratio_max_median': float(np.median([r['ratio_max'] for r in per_run])),
+         'ratio_before_slingshot_median': float(np.median(
+             [r['ratio_at_last_checkpoint_before_slingshot'] for r in with_sling
+              if r['ratio_at_last_checkpoint_before_slingshot'] is not None])) if with_sling else None,
+         'ratio_after_slingshot_median': float(np.median(
+             [r['ratio_at_first_checkpoint_after_slingshot'] for r in with_sling
+              if r['ratio_at_first_checkpoint_after_slingshot'] is not None])) if with_sling else None,
+         'plain_top1_max_times_lr_over_2_median': float(np.median(
+             [r['plain_top1_max_times_lr_over_2'] for r in per_run])),
+         'per_run': per_run}
+  with open(os.path.join(a.out, 'lenses_ii_grokking.json'), 'w') as fh:
+    json.dump(out, fh, indent=1)
+  print(json.dumps({k: v for k, v in out.items() if k != 'per_run'}, indent=1))
+
+
+if __name__ == '__main__':
+  main()

@@ -204,7 +204,6 @@ SMOKE = [
 LONG = {
     'python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt',
     'python -m tinyjax.run --config configs/timmy.py --workdir runs/timmy',
-    'python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt -r requirements-export.txt',
     'python -m pytest -q',
     'tensorboard --logdir runs/timmy',
     'python -m tinyjax.generate --workdir runs/timmy --prompt blue',
@@ -254,6 +253,27 @@ LONG = {
     'python experiments/timmy_sweep.py',
     'python experiments/tiny_llm_results.py',
     'tensorboard --logdir WORKDIR',
+    # Exports, your own experiment, Lenses II.
+    'pip install -r requirements-interop.txt',
+    'python -m tinyjax.chat --history',
+    'python -m tinyjax.export --format hf --workdir runs/guppy --out exports/guppy_hf',
+    'python -m tinyjax.export --format hf --workdir runs/guppylm --out exports/guppylm_hf',
+    'python -m tinyjax.export --format transformer_lens --workdir runs/timmy --every_checkpoint --out exports/timmy',
+    'python -m tinyjax.export --format transformer_lens --workdir runs/timmy_sweep --run lr=0.1/seed=3 --every_checkpoint --out exports/timmy_traj',
+    'python -m tinyjax.export --format transformer_lens --workdir runs/tiny_llm --out exports/tiny_llm_tl',
+    'python -m tinyjax.generate',
+    'python -m tinyjax.run',
+    'python -m tinyjax.run --config configs/grokking_small.py:lenses2 --config.sweep.seeds=8 --config.lenses.llc_parts="()" --config.lenses.every=100 --workdir runs/grok8 --noprogress',
+    'python -m tinyjax.run --config configs/timmy.py:lenses2 --workdir runs/timmy_lenses2 --noprogress',
+    'python examples/sparse_parity/study.py',
+    'python experiments/essential_dynamics.py --workdir WORKDIR [--milestone breakthrough_step]',
+    'python experiments/essential_dynamics.py --workdir runs/timmy_lenses2 --milestone breakthrough_step',
+    'python experiments/export_parity.py',
+    'python experiments/lenses_ii_cost.py',
+    'python experiments/lenses_ii_cost.py --runs 64 --repeats 1',
+    'python experiments/lenses_ii_grokking.py --workdir runs/grok8',
+    'python experiments/lenses_ii_timmy.py --workdir runs/timmy_lenses2',
+    'python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt -r requirements-export.txt -r requirements-interop.txt',
 }
 
 TINYJAX_FLAGS = {'help', 'helpfull', 'helpshort'}

@@ -154,10 +154,10 @@ def test_truncated_newest_checkpoint_is_detected_and_the_previous_one_used(timmy
   # checkpoints.unreadable/ (kept, its cut files as they were), the previous
   # one (100) used, and step 150 saved again in its place.
   out = capsys.readouterr().out
-  assert ('tinyjax: warning: checkpoint at step 150 is unreadable; trying an older one'
-          in out.splitlines()), out
-  assert 'step 100 is unreadable' not in out
   moved = w / 'checkpoints.unreadable' / '150'
+  assert (f'tinyjax: warning: checkpoint at step 150 is unreadable (moved to {moved}); '
+          'trying an older one' in out.splitlines()), out
+  assert 'step 100 is unreadable' not in out
   assert sorted(os.listdir(w / 'checkpoints.unreadable')) == ['150']
   for rel, size in cut.items():
     assert os.path.getsize(moved / rel) == size, rel

@@ -1,10 +1,18 @@
 import os
 import sys
+import tempfile
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+# Most tests compile the same few programs (Timmy's chunk, evaluation, sampler):
+# JAX's persistent compilation cache, shared by the xdist workers and the
+# subprocesses the CLI tests start (they inherit the environment), compiles
+# each once. Keyed by the program, the jax version and the devices: never stale.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
+                      os.path.join(tempfile.gettempdir(), 'tinyjax-tests-jax-cache'))
 
 
 # The step lenses cost compilation in every test that trains; tests/test_lenses.py

@@ -119,8 +119,15 @@ def main():
       t0 = time.time()
       status, _, err = main_once(w)
       done = time.time()
-      left = [t.name for t in threading.enumerate()
-              if t is not threading.main_thread() and (not t.daemon or 'tinyjax' in t.name)]
+
+      def left_running():
+        return [t.name for t in threading.enumerate()
+                if t is not threading.main_thread() and (not t.daemon or 'tinyjax' in t.name)]
+      # A library thread may take a moment to end after the run has returned
+      # (orbax's asyncio loop): waiting for it is not hanging; 5 s is.
+      while left_running() and time.time() < done + 5:
+        time.sleep(0.05)
+      left = left_running()
       print(json.dumps({'point': point, 'at': at, 'total': total, 'status': status,
                         'stderr': err, 'fired': inj.fired is not None,
                         'seconds_after_fault': done - (inj.fired or t0),

@@ -1,5 +1,7 @@
 """tinyjax.bench: the plain loop trains the same model, and the load is recorded."""
 
+import pytest
+
 import subprocess
 import sys
 
@@ -9,6 +11,7 @@ from tests.conftest import lenses_off
 from tinyjax import bench
 
 
+@pytest.mark.slow  # too long for the CI suite's 10 minutes: python -m pytest -m slow
 def test_the_plain_loop_reaches_tinyjaxs_final_loss_and_the_load_is_recorded(tmp_path):
   cfg = lenses_off(bench.timmy(2, 20))
   with cfg.unlocked():  # the training loop only: no decoding, one checkpoint

@@ -1,6 +1,8 @@
 """Two processes on 127.0.0.1 (jax.distributed, gloo) train the sweep that one
 process trains, loss for loss; each writes its own runs; resume works."""
 
+import pytest
+
 import json
 import os
 import shutil
@@ -46,6 +48,7 @@ def _runs(workdir):
   return s, {r['name']: {k: v for k, v in r.items() if k != 'files'} for r in s['runs']}
 
 
+@pytest.mark.slow  # too long for the CI suite's 10 minutes: python -m pytest -m slow
 def test_two_processes_write_the_one_process_summary_and_resume(tmp_path):
   one, two = str(tmp_path / 'one'), str(tmp_path / 'two')
   r = run_cli(*ARGS, f'--workdir={one}', '--cpu_devices=2')

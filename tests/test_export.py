@@ -269,6 +269,7 @@ def test_timmy_exports_match_jax(timmy_workdir, tmp_path, fmt):
   assert row['check']['max_abs_logit_diff'] <= 1e-4
 
 
+@pytest.mark.slow  # too long for the CI suite's 10 minutes: python -m pytest -m slow
 @pytest.mark.parametrize('fmt', export.FORMATS)
 def test_the_induction_model_exports_match_jax(induction_workdir, tmp_path, fmt):
   out = _exports_match(induction_workdir, tmp_path, fmt, [])

@@ -206,6 +206,7 @@ def test_essential_dynamics_finds_the_turn_of_an_l_shaped_trajectory():
   assert essential.extrema(scores[:, 1]) == [10]
 
 
+@pytest.mark.slow  # too long for the CI suite's 10 minutes: python -m pytest -m slow
 # ------------------------------------------------------ in the program ---
 def test_a_run_writes_the_new_checkpoint_lenses(tmp_path):
   import json

@@ -87,6 +87,7 @@ def _ckpts(workdir):
   return sorted(int(x) for x in os.listdir(d) if x.isdigit()) if os.path.isdir(d) else []
 
 
+@pytest.mark.slow  # too long for the CI suite's 10 minutes: python -m pytest -m slow
 def test_sigkill_of_a_sweep_then_rerun_reproduces_the_uninterrupted_summary(tmp_path):
   args = ('--config.sweep.seeds=3', '--config.train.steps=800')
   env = dict(os.environ, PYTHONPATH=ROOT)

@@ -173,6 +173,7 @@ SHARD_CHECK = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow  # too long for the CI suite's 10 minutes: python -m pytest -m slow
 def test_four_devices_give_the_same_metrics_as_one(timmy, tmp_path):
   """6 runs on 4 CPU devices (padded to 8; XLA_FLAGS, then the CLI's
   --cpu_devices) == the same 6 runs on 1."""

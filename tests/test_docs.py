@@ -205,6 +205,7 @@ LONG = {
     'python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt',
     'python -m tinyjax.run --config configs/timmy.py --workdir runs/timmy',
     'python -m pytest -q',
+    'python -m pytest -m slow',
     'tensorboard --logdir runs/timmy',
     'python -m tinyjax.generate --workdir runs/timmy --prompt blue',
     'python -m tinyjax.generate --workdir runs/timmy --prompt violet --step 1000',

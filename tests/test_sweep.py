@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import LENSES_OFF_FLAGS, run_cli
+from tinyjax import loop
 from tinyjax import sweep
 from tinyjax import train
 from tinyjax import writer
@@ -153,7 +154,7 @@ SHARD_CHECK = textwrap.dedent('''
   (g,) = sweep.expand(cfg)
   prog = program.Program(g.config, tasks.build(g.config.task))
   hp = program.hparam_arrays([r['hparams'] for r in g.runs])
-  hp = jax.device_put(train._pad(hp, 2), jax.sharding.NamedSharding(train.runs_mesh(), P('runs')))
+  hp = jax.device_put(loop._pad(hp, 2), jax.sharding.NamedSharding(train.runs_mesh(), P('runs')))
   state0 = prog.init(hp)
   state, rows = prog.chunk(state0, hp, prog.data, 0, 10)
   for leaf in jax.tree.leaves(state) + jax.tree.leaves(rows):

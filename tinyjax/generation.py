@@ -137,7 +137,7 @@ class Generation:
     eval's sampler settings unless `settings` (a sampler.Settings) is given;
     optionally under a constraint (a logits-mask hook, e.g. pilish.Pilish) and
     by beam search (beam > 0) instead of sampling. `select` takes the
-    tokens [R, P, n] to the host (default: all runs; tinyjax.train: the runs
+    tokens [R, P, n] to the host (default: all runs; tinyjax.loop: the runs
     this process owns)."""
     prompts = tuple(self.task.prompts if prompts is None else prompts)
     if prompts and not self.can_decode:

@@ -34,7 +34,8 @@ class LensPlumbing:
     # Lenses (tinyjax.lenses): the cheap ones in every logged step, the
     # expensive ones at checkpoints (`checkpoint_lenses`).
     self.lens = lenses_lib.settings(config)
-    self.extra_lenses = extend.extra_lenses(config, lenses_lib.LENSES)  # [(name, fn)]: lens/<name>/...
+    # [(name, fn)]: config.lenses.extra, written as lens/<name>/...
+    self.extra_lenses = extend.extra_lenses(config, lenses_lib.LENSES)
     # The probe and copying lenses read a transformer's blocks (a subclass too).
     self.attention_model = isinstance(abstract, model_lib.Transformer)
     self.icl = self.lens.icl and self.max_len >= lenses_lib.ICL_MIN_LEN
@@ -48,10 +49,11 @@ class LensPlumbing:
     # The step lenses, in the order they are written: the built-ins this model
     # and task have (their own metric names), then config.lenses.extra's
     # (lens/<name>/<key>); every one a tinyjax.extend.Lens.
+    modular = tasks_lib.TASKS['modular']  # residue embeddings: the modular task, however named
     on = {'attention': self.lens.attention, 'probe': self.attention_model and self.lens.probe,
           'copying': self.attention_model and self.lens.copying, 'geometry': self.lens.geometry,
-          'fourier': (self.lens.fourier and  # residue embeddings: the modular task, however named
-                      extend.resolve('task', config.task.name, tasks_lib.TASKS) is tasks_lib.TASKS['modular']),
+          'fourier': (self.lens.fourier and
+                      extend.resolve('task', config.task.name, tasks_lib.TASKS) is modular),
           'icl': self.icl}
     self.step_lenses = ([(lenses_lib.LENSES[n], '') for n in lenses_lib.BUILTIN if on[n]]
                         + [(fn, f'lens/{n}/') for n, fn in self.extra_lenses])

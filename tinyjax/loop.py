@@ -1,4 +1,4 @@
-"""train_group(group, task, workdir, sigint): one group of runs on the devices.
+"""train_group(group, prog, task, workdir, sigint): one group of runs on the devices.
 
 The host loop, in four phases (each below, in this order):
   1. place_group: the Program's hyperparameters, data and state on the devices,

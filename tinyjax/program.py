@@ -5,7 +5,7 @@ and batch size); they differ only in hyperparameters that are traced values:
 seed, learning rate, weight decay, momentum, Adam betas, init scale, Grokfast's
 alpha and lambda. Every function below is written for ONE run and `jax.vmap`-ed
 over a leading `runs` axis; a single run is a group of one. The `runs` axis is
-sharded over devices by the caller (tinyjax.train), so nothing here knows about
+sharded over devices by the caller (tinyjax.loop), so nothing here knows about
 devices.
 
 Training state of one run (a pytree, checkpointed as is):

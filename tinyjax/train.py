@@ -39,7 +39,7 @@ from tinyjax import sweep as sweep_lib
 from tinyjax import tasks as tasks_lib
 from tinyjax import validate
 from tinyjax import writer as writer_lib
-from tinyjax.loop import runs_mesh  # noqa: F401  (tinyjax.train.runs_mesh: bench, tests)
+from tinyjax.loop import runs_mesh
 from tinyjax.tasks import ConfigError
 
 

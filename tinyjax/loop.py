@@ -223,20 +223,25 @@ def chunk_schedule(config, start: int) -> list[tuple[int, int]]:
   return out
 
 
+def progress_bar(g: Placed, progress: bool):
+  """The steps done, on process 0 (with the median loss of the last row)."""
+  n_runs, mesh, n_dev = g.n_runs, g.mesh, g.mesh.devices.size
+  return tqdm.tqdm(
+      total=g.group.config.train.steps, initial=g.start,
+      disable=not (progress and distributed.is_main()),
+      desc=(g.group.name or f'{n_runs} run' + ('s' if n_runs > 1 else ''))
+      + (f' on {n_dev} {mesh.devices.flat[0].platform} devices' if n_dev > 1 else ''),
+      unit='step', dynamic_ncols=True)
+
+
 class Chunks:
   """Phase 3: owns the chunk loop, its progress bar, the checkpoints and the
   side thread that compiles the end-of-run evaluation while training runs."""
 
   def __init__(self, g: Placed, writers: Writers, sigint, progress: bool):
     self.g, self.writers, self.sigint = g, writers, sigint
-    config, mesh, n_runs = g.group.config, g.mesh, g.n_runs
-    self.ckpt_steps = checkpoint_steps(config)
-    n_dev = mesh.devices.size
-    self.bar = tqdm.tqdm(
-        total=config.train.steps, initial=g.start, disable=not (progress and distributed.is_main()),
-        desc=(g.group.name or f'{n_runs} run' + ('s' if n_runs > 1 else ''))
-        + (f' on {n_dev} {mesh.devices.flat[0].platform} devices' if n_dev > 1 else ''),
-        unit='step', dynamic_ncols=True)
+    self.ckpt_steps = checkpoint_steps(g.group.config)
+    self.bar = progress_bar(g, progress)
     self.warm = threading.Thread(target=self._warm_up, args=(g.state,), daemon=True)
     self.warm.start()
 

@@ -12,7 +12,7 @@ from tinyjax import peek
 from tinyjax import tasks
 from tinyjax import train
 from tinyjax.tasks import ConfigError
-from tinyjax.tasks import corpus
+from tinyjax.tasks import files
 from tinyjax.tasks import tokenizer as tokenizer_lib
 
 SHAKESPEARE = 'tinyjax/data/tinyshakespeare.txt.xz'
@@ -25,7 +25,7 @@ def _tiny_llm(arg='smoke'):
 
 # -------------------------------------------------------------- tokenizers ---
 def test_the_shipped_corpus_is_tiny_shakespeare_and_its_char_vocabulary_is_tiny_llms():
-  text = corpus.read_text(SHAKESPEARE, sha256=_tiny_llm().task.sha256)
+  text = files.read_text(SHAKESPEARE, sha256=_tiny_llm().task.sha256)
   assert len(text) == 1_115_394
   tok = tokenizer_lib.train(_tiny_llm().task.tokenizer, text)
   assert len(tok) == 65
@@ -346,13 +346,13 @@ def test_bpe_trained_as_guppylm_equals_its_published_tokenizer():
   trained on its chat strings, train then test split, is the published one."""
   import ml_collections
   rows = [json.loads(l) for split in ('train', 'test') for l in
-          corpus.read_text(f'tinyjax/data/guppylm_{split}.jsonl.xz').splitlines()]
+          files.read_text(f'tinyjax/data/guppylm_{split}.jsonl.xz').splitlines()]
   chats = [f"<|im_start|>user\n{r['input']}<|im_end|>\n<|im_start|>assistant\n"
            f"{r['output']}<|im_end|>" for r in rows]
   cfg = ml_collections.ConfigDict({'kind': 'bpe', 'vocab_size': 4096, 'min_frequency': 2,
                                    'special_tokens': ('<pad>', '<|im_start|>', '<|im_end|>')})
   tok = tokenizer_lib.train(cfg, '\n'.join(chats))
-  published = json.loads(corpus.read_text(
+  published = json.loads(files.read_text(
       'tinyjax/data/guppylm_tokenizer.json.xz',
       sha256='b03b0b94a723f4c6757a39836f2755adb5a240e40017b089ba1820f51da6c92a'))
   ours = json.loads(tok.hf.to_str())

@@ -24,7 +24,7 @@ from flax import nnx  # noqa: E402
 
 from tests.conftest import lenses_off, run_cli  # noqa: E402
 from tinyjax import export, restore, results, tasks, train  # noqa: E402
-from tinyjax.tasks import ConfigError, corpus  # noqa: E402
+from tinyjax.tasks import ConfigError, files  # noqa: E402
 from tinyjax.tasks import tokenizer as tokenizer_lib  # noqa: E402
 
 warnings.filterwarnings('ignore', message='HookedTransformer is deprecated')
@@ -86,7 +86,7 @@ def _hf_ids(path, lines):
 
 
 def _first_lines(path, n=N_LINES):
-  return corpus.read_text(path).splitlines()[:n]
+  return files.read_text(path).splitlines()[:n]
 
 
 def _chat_rows(path, n=N_LINES):
@@ -99,8 +99,8 @@ def _tokenizers():
   checked on) for every kind tinyjax writes."""
   import ml_collections
   from configs import pillmish, tiny_llm
-  shakespeare = corpus.read_text('tinyjax/data/tinyshakespeare.txt.xz')
-  valid = corpus.read_text('tinyjax/data/tinystories_valid.txt.xz')
+  shakespeare = files.read_text('tinyjax/data/tinyshakespeare.txt.xz')
+  valid = files.read_text('tinyjax/data/tinystories_valid.txt.xz')
   chats = _chat_rows('tinyjax/data/guppylm_test.jsonl.xz', 3000)
   bpe = ml_collections.ConfigDict({'kind': 'bpe', 'vocab_size': 600, 'min_frequency': 2,
                                    'special_tokens': ('<pad>', '<|im_start|>', '<|im_end|>'),

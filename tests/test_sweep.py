@@ -145,7 +145,7 @@ SHARD_CHECK = textwrap.dedent('''
   import jax, sys
   from jax.sharding import PartitionSpec as P
   from configs import timmy
-  from tinyjax import program, sweep, tasks, train
+  from tinyjax import loop, program, sweep, tasks
   assert jax.device_count() == 4, jax.devices()
   cfg = timmy.get_config()
   with cfg.unlocked():
@@ -153,7 +153,7 @@ SHARD_CHECK = textwrap.dedent('''
   (g,) = sweep.expand(cfg)
   prog = program.Program(g.config, tasks.build(g.config.task))
   hp = program.hparam_arrays([r['hparams'] for r in g.runs])
-  hp = jax.device_put(train._pad(hp, 2), jax.sharding.NamedSharding(train.runs_mesh(), P('runs')))
+  hp = jax.device_put(loop._pad(hp, 2), jax.sharding.NamedSharding(loop.runs_mesh(), P('runs')))
   state0 = prog.init(hp)
   state, rows = prog.chunk(state0, hp, prog.data, 0, 10)
   for leaf in jax.tree.leaves(state) + jax.tree.leaves(rows):
@@ -168,7 +168,7 @@ SHARD_CHECK = textwrap.dedent('''
            and '= pred[] all-reduce(' not in l]
   assert not moved, moved
   # A group of fewer runs than devices uses one device per run (no padding).
-  assert [train.runs_mesh(n).devices.size for n in (1, 3, 6)] == [1, 3, 4]
+  assert [loop.runs_mesh(n).devices.size for n in (1, 3, 6)] == [1, 3, 4]
   print('sharded over', jax.device_count())
 ''')
 

@@ -172,8 +172,8 @@ def plain_loop(cfg, shard: bool):
 
   seeds = np.arange(runs, dtype=np.int32)
   if shard:
-    from tinyjax import train as train_lib
-    seeds = jax.device_put(seeds, NamedSharding(train_lib.runs_mesh(runs), P('runs')))
+    from tinyjax import loop
+    seeds = jax.device_put(seeds, NamedSharding(loop.runs_mesh(runs), P('runs')))
   _, final_R = train(seeds)
   final_R = np.asarray(final_R)  # waits for the computation
   return time.perf_counter() - t, final_R

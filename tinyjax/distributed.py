@@ -1,7 +1,7 @@
 """Many processes, one sweep: jax.distributed and what each process owns.
 
 A job of N processes (one per host, or per GPU) runs the same command. After
-`initialize`, jax.devices() lists every process's devices; tinyjax.train puts
+`initialize`, jax.devices() lists every process's devices; tinyjax.loop puts
 the `runs` axis of a group on one global mesh over all of them, so each
 process computes the runs on its own devices and nothing crosses processes
 while training (runs are independent). Each process fetches and writes only

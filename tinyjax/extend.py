@@ -28,7 +28,7 @@ import os
 import sys
 from typing import Any, Protocol, runtime_checkable
 
-from tinyjax.tasks.base import ConfigError
+from tinyjax.tasks.base import ConfigError, Task
 
 # ------------------------------------------------------------- contracts ---
 
@@ -117,18 +117,6 @@ class Lens(Protocol):
 FIELDS = {'task': 'task.name', 'model': 'model.name', 'lens': 'lenses.extra'}
 
 
-def registry(kind: str) -> dict:
-  """The built-in objects of a kind by name."""
-  if kind == 'task':
-    from tinyjax import tasks
-    return tasks.TASKS
-  if kind == 'model':
-    from tinyjax import model
-    return model.MODELS
-  from tinyjax import lenses
-  return lenses.LENSES
-
-
 def is_file_spec(spec: str) -> bool:
   return ':' in spec and spec.rsplit(':', 1)[0].endswith('.py')
 
@@ -169,11 +157,12 @@ def _load_file(path: str):
   return sys.modules[name]
 
 
-def resolve(kind: str, spec) -> Any:
-  """The object a spec names (see the module docstring); ConfigError naming
-  the field otherwise."""
+def resolve(kind: str, spec, builtins: dict) -> Any:
+  """The object a spec names (see the module docstring): one of `builtins`
+  (its kind's built-ins by name: tasks.TASKS, model.MODELS, lenses.LENSES,
+  passed by those modules, which import this one) or the user's; ConfigError
+  naming the field otherwise."""
   field = FIELDS[kind]
-  builtins = registry(kind)
   if not isinstance(spec, str) or not spec:
     raise ConfigError(f'{field}: {spec!r} is not allowed; use a built-in {kind} '
                       f"{sorted(builtins)}, 'package.module:attr' or 'file.py:attr'")
@@ -221,8 +210,9 @@ def lens_name(spec: str) -> str:
   return spec.rsplit(':', 1)[-1]
 
 
-def extra_lenses(config) -> list[tuple[str, Any]]:
-  """[(name, fn)] of config.lenses.extra; ConfigError on a duplicate name."""
+def extra_lenses(config, builtins: dict) -> list[tuple[str, Any]]:
+  """[(name, fn)] of config.lenses.extra (builtins: lenses.LENSES);
+  ConfigError on a duplicate name."""
   specs = tuple(config.lenses.get('extra', ())) if 'lenses' in config else ()
   out = []
   for spec in specs:
@@ -230,7 +220,7 @@ def extra_lenses(config) -> list[tuple[str, Any]]:
     if name in [n for n, _ in out]:
       raise ConfigError(f'lenses.extra: two lenses named {name!r}; their metrics '
                         f'(lens/{name}/...) would collide')
-    out.append((name, resolve('lens', spec)))
+    out.append((name, resolve('lens', spec, builtins)))
   return out
 
 
@@ -249,7 +239,6 @@ BATCH_DTYPES = {'x_NxT': 'int', 'y_NxT': 'int', 'cls_NxT': 'int', 'mask_NxT': 'f
 
 def check_task(task, spec):
   """The object a task function returned, and its sources' methods."""
-  from tinyjax.tasks import Task
   where = f'task.name {spec!r}: task contract'
   if not isinstance(task, Task):
     raise ConfigError(f'{where}: returned a {type(task).__name__}, not a tinyjax.tasks.Task')
@@ -302,17 +291,16 @@ def build_abstract(build, spec):
                       f'{_one_line(e)}') from None
 
 
-def check(prog):
+def check(prog, hp_1):
   """Every contract of a Program's config on one run, by shapes (jax.eval_shape):
-  the task's batches, the model's outputs, each extra lens's outputs."""
+  the task's batches, the model's outputs, each extra lens's outputs. hp_1:
+  the config's hyperparameters as arrays of one run (program.hparam_arrays)."""
   import jax
   import jax.numpy as jnp
   import numpy as np
-  from tinyjax import program as program_lib
   config, task = prog.config, prog.task
   tspec, mspec = config.task.name, config.model.name
-  hp = {k: jnp.asarray(v[0]) for k, v in program_lib.hparam_arrays(
-      [program_lib.base_hparams(config)]).items()}
+  hp = {k: jnp.asarray(v[0]) for k, v in hp_1.items()}
   data = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype), prog.data)
   key = jax.random.key(0)
 

@@ -154,7 +154,7 @@ def moment(nodes_SxM, weights_SxM, p: int):
 
 def summaries(rows: dict) -> dict:
   """Replaces the Lanczos coefficients in a lens row (arrays [..., S, m, 2])
-  by scalars (host; called by program.flatten_rows):
+  by scalars (host; called by lens_plumbing.flatten_rows):
     hessian/top<i>            the k largest eigenvalues (first start vector)
     hessian/slq_trace         N x SLQ's first moment (compare hessian/trace)
     hessian/slq_m2            tr(H^2) / N

@@ -401,7 +401,7 @@ def validate(cfg, vocab_size: int, max_len: int):
   (if it has one). `model.name` is resolved by tinyjax.extend: a name from
   MODELS, or your own 'package.module:attr' / 'file.py:attr'."""
   from tinyjax import extend
-  cls = extend.resolve('model', cfg.name)
+  cls = extend.resolve('model', cfg.name, MODELS)
   if cfg.get('init', 'normal') not in ('normal', 'torch'):
     raise ConfigError(f"model.init: {cfg.init!r} is not allowed; choose one of ['normal', 'torch']")
   if not 0.0 <= cfg.get('dropout', 0.0) < 1.0:
@@ -418,7 +418,7 @@ def validate(cfg, vocab_size: int, max_len: int):
 
 def build(cfg, vocab_size: int, max_len: int, rngs: nnx.Rngs) -> nnx.Module:
   from tinyjax import extend
-  return extend.resolve('model', cfg.name)(cfg, vocab_size, cfg.get('max_len') or max_len,
+  return extend.resolve('model', cfg.name, MODELS)(cfg, vocab_size, cfg.get('max_len') or max_len,
                                            rngs=rngs)
 
 

@@ -329,8 +329,8 @@ def _data_sample(cfg, vocab) -> dict:
   """The corpus's first 1,500 characters and a 32-token example (text tasks);
   the first training lines for the synthetic ones."""
   if cfg.task.name == 'corpus':
-    from tinyjax.tasks import corpus
-    text = corpus.read_text(cfg.task.path)
+    from tinyjax.tasks import files
+    text = files.read_text(cfg.task.path)
   else:
     from tinyjax import tasks
     text = '\n'.join(tasks.build(cfg.task).train_lines)

@@ -30,7 +30,7 @@ def build(cfg, tokenizer_path: str | None = None) -> Task:
   """The task `cfg.name`; a task that trains a tokenizer (it takes
   `tokenizer_path`: corpus, chat) loads it from there if it exists."""
   from tinyjax import extend
-  fn = extend.resolve('task', cfg.name)
+  fn = extend.resolve('task', cfg.name, TASKS)
   task = fn(cfg, tokenizer_path) if extend.accepts(fn, 'tokenizer_path') else fn(cfg)
   extend.check_task(task, cfg.name)
   return task

@@ -28,7 +28,7 @@ import os
 
 import numpy as np
 
-from tinyjax.tasks import corpus
+from tinyjax.tasks import files
 from tinyjax.tasks import tokenizer as tokenizer_lib
 from tinyjax.tasks.base import ConfigError, Task, make_split
 
@@ -41,7 +41,7 @@ def read_conversations(path: str, field: str, sha256: str = '') -> list[dict]:
   """The JSONL rows; ConfigError naming the line that is not a conversation
   (a JSON object with string 'input' and 'output')."""
   rows = []
-  for n, line in enumerate(corpus.read_text(path, field, sha256).splitlines(), 1):
+  for n, line in enumerate(files.read_text(path, field, sha256).splitlines(), 1):
     if not line.strip():
       continue
     try:
@@ -89,7 +89,7 @@ def chat_task(cfg, tokenizer_path: str | None = None) -> Task:
   if tokenizer_path and os.path.exists(tokenizer_path):
     tok = tokenizer_lib.Tokenizer.load(tokenizer_path)
   elif cfg.tokenizer.get('path', ''):
-    tok = tokenizer_lib.Tokenizer.load(corpus.resolve(cfg.tokenizer.path), cfg.tokenizer.eos)
+    tok = tokenizer_lib.Tokenizer.load(files.resolve(cfg.tokenizer.path), cfg.tokenizer.eos)
   else:
     if cfg.train_on not in ('train', 'train+test'):
       raise ConfigError(f"task.train_on: {cfg.train_on!r} is not allowed; use 'train' or "

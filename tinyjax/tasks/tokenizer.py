@@ -34,6 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tinyjax.tasks import files
 from tinyjax.tasks.base import ConfigError
 
 KINDS = ('char', 'word', 'bpe')
@@ -176,11 +177,10 @@ class Tokenizer:
     before, a `tinyjax` key inside), or any HF one (.json or .json.xz; then
     `eos` names its end token). A file that is not one: ConfigError naming it."""
     import tokenizers
-    from tinyjax.tasks import corpus
-    spec = _json(corpus.read_text(path, field), path, field)
+    spec = _json(files.read_text(path, field), path, field)
     meta = spec.pop('tinyjax', None)  # a workdir written before META
     if meta is None and os.path.isfile(meta_path(path)):
-      meta = _json(corpus.read_text(meta_path(path), field), meta_path(path), field)
+      meta = _json(files.read_text(meta_path(path), field), meta_path(path), field)
     meta = meta or {}
     kind = meta.get('kind', _kind_of(spec))
     if kind not in KINDS or not isinstance(meta.get('eos', ''), str):

@@ -4,11 +4,15 @@ turns, and where they sit against the run's milestone.
 
   python -m tinyjax.run --config configs/timmy.py:lenses2 --workdir runs/timmy_lenses2
   python experiments/essential_dynamics.py --workdir runs/timmy_lenses2 [--milestone breakthrough_step]
+  python -m tinyjax.run --config configs/induction.py:essential --workdir runs/induction_ed --noprogress
+  python experiments/essential_dynamics.py --workdir runs/induction_ed --milestone induction_step \
+      --also repeat_learned_step --split test --rows 16 --name induction
 
 Reads the workdir (nothing is trained): every checkpoint of every run is
 restored once, the model's log-softmax outputs on the training rows (every
 scored position, flattened; log-softmax removes the logits' shift freedom)
-are the features, and per run: PCA over its checkpoints (3 components), the
+are the features (--split test --rows K: the first K rows of the test split
+instead, a fixed probe for tasks with many training rows), and per run: PCA over its checkpoints (3 components), the
 cusps of the (PC1, PC2) curve (turning angle > 45 degrees, a local maximum)
 and the extrema of each PC curve. Writes
 experiments/results/essential_dynamics_<name>.{json,png}.
@@ -37,15 +41,18 @@ from tinyjax import program as program_lib  # noqa: E402
 from tinyjax import restore  # noqa: E402
 
 
-def trajectories(workdir):
-  """(steps, features [R, T, F], run names, summary) of the first group."""
+def trajectories(workdir, split='train', rows=0):
+  """(steps, features [R, T, F], run names) of the first group, on the first
+  `rows` rows (0 = all) of `split`."""
   prog, group, _ = restore.open_run(workdir)
   hp_np = program_lib.hparam_arrays([r['hparams'] for r in group.runs])
   target = ckpt_lib.numpy_target(prog.init, hp_np)
   mgr = ckpt_lib.manager(workdir, group.name, read_only=True)
   steps = sorted(mgr.all_steps())
-  x = jnp.asarray(prog.data['train']['x_NxT'])
-  mask = np.asarray(prog.data['train']['mask_NxT']) > 0
+  data = prog.data[split]
+  n = rows or len(data['x_NxT'])
+  x = jnp.asarray(data['x_NxT'][:n])
+  mask = np.asarray(data['mask_NxT'][:n]) > 0
 
   @jax.jit
   def feats(params_R):
@@ -64,13 +71,18 @@ def main():
   ap = argparse.ArgumentParser()
   ap.add_argument('--workdir', default=os.path.join(ROOT, 'runs', 'timmy_lenses2'))
   ap.add_argument('--milestone', default='breakthrough_step')
+  ap.add_argument('--also', default='', help='more milestones to mark, comma-separated')
+  ap.add_argument('--split', default='train', help='the probe: this split of the task ...')
+  ap.add_argument('--rows', type=int, default=0, help='... its first ROWS rows (0 = all)')
   ap.add_argument('--name', default='timmy')
   ap.add_argument('--out', default=os.path.join(ROOT, 'experiments', 'results'))
   a = ap.parse_args()
   summary = json.load(open(os.path.join(a.workdir, 'summary.json')))
   milestone = {r['name']: r.get(a.milestone) for r in summary['runs']}
+  also = [m for m in a.also.split(',') if m]
+  others = {r['name']: {m: r.get(m) for m in also} for r in summary['runs']}
   t0 = time.time()
-  steps, f_RxTxF, names = trajectories(a.workdir)
+  steps, f_RxTxF, names = trajectories(a.workdir, a.split, a.rows)
   t_load = time.time() - t0
   steps = np.asarray(steps)
   t0 = time.time()
@@ -85,6 +97,9 @@ def main():
                     'extrema': ext, 'nearest_cusp': near,
                     'nearest_cusp_minus_milestone': None if near is None else near - ms,
                     'first_cusp_minus_milestone': cusp[0] - ms if cusp and ms is not None else None,
+                    'also': {m: {'step': v, 'nearest_cusp_minus_it': None if v is None or not cusp
+                                 else min(cusp, key=lambda c: abs(c - v)) - v}
+                             for m, v in others.get(name, {}).items()},
                     'scores': scores.tolist()})
   t_pca = time.time() - t0
   gaps = np.array([r['nearest_cusp_minus_milestone'] for r in per_run
@@ -103,6 +118,17 @@ def main():
              [r['first_cusp_minus_milestone'] for r in per_run
               if r['first_cusp_minus_milestone'] is not None])),
          'cusps_per_run_median': float(np.median([len(r['cusps']) for r in per_run])),
+         'probe': {'split': a.split, 'rows': a.rows or 'all'},
+         'also': {m: {
+             'runs_with_it': int(sum(r['also'][m]['step'] is not None for r in per_run)),
+             'runs_with_a_cusp_within_one_checkpoint': int(sum(
+                 r['also'][m]['nearest_cusp_minus_it'] is not None
+                 and abs(r['also'][m]['nearest_cusp_minus_it']) <= spacing for r in per_run)),
+             'nearest_cusp_minus_it_median': float(np.median(
+                 [r['also'][m]['nearest_cusp_minus_it'] for r in per_run
+                  if r['also'][m]['nearest_cusp_minus_it'] is not None]))
+             if any(r['also'][m]['nearest_cusp_minus_it'] is not None for r in per_run) else None}
+             for m in also},
          'seconds_restore_and_forward': t_load, 'seconds_pca_all_runs': t_pca,
          'per_run': per_run}
   os.makedirs(a.out, exist_ok=True)
@@ -120,16 +146,24 @@ def main():
       if r['milestone'] is not None:
         i = int(np.argmin(np.abs(steps - r['milestone'])))
         axes[0].plot(s[i, 0], s[i, 1], 'o', mfc='none', color=c, ms=9)
+      for m, v in r['also'].items():
+        if v['step'] is not None:
+          i = int(np.argmin(np.abs(steps - v['step'])))
+          axes[0].plot(s[i, 0], s[i, 1], 's', mfc='none', color=c, ms=9)
     if r['milestone'] is not None:
       for j, ax in ((0, axes[1]), (1, axes[2])):
         ax.plot(steps - r['milestone'], s[:, j] / max(np.abs(s[:, j]).max(), 1e-30), c,
                 lw=0.6, alpha=0.7)
-  axes[0].set_title('PC1 vs PC2, first 6 runs (x: cusps, o: checkpoint nearest the milestone)',
-                    fontsize=9)
+        for m, v in r['also'].items():
+          if v['step'] is not None:
+            ax.axvline(v['step'] - r['milestone'], color=c, lw=0.4, ls=':')
+  axes[0].set_title('PC1 vs PC2, first 6 runs (x: cusps, o: checkpoint nearest the milestone'
+                    + (f', square: {", ".join(also)}' if also else '') + ')', fontsize=9)
   for j, ax in ((1, axes[1]), (2, axes[2])):
     ax.axvline(0, color='k', lw=0.6, ls='--')
     ax.set_xlabel(f'step - {a.milestone}')
-    ax.set_title(f'PC{j} (scaled to max |.| = 1), every run', fontsize=9)
+    ax.set_title(f'PC{j} (scaled to max |.| = 1), every run'
+                 + (f'; dotted: {", ".join(also)}' if also else ''), fontsize=9)
   fig.tight_layout()
   fig.savefig(os.path.join(a.out, f'essential_dynamics_{a.name}.png'), dpi=100)
   print(json.dumps({k: v for k, v in out.items() if k != 'per_run'}, indent=1))

@@ -67,6 +67,46 @@ def trajectories(workdir, split='train', rows=0):
   return steps, np.stack(out, 1), [r['name'] for r in group.runs]
 
 
+def turn_stats(ms, gaps, window):
+  """Across runs: how many have a turn within `window` steps of their
+  milestone, the median offset, and whether the turn tracks the milestone
+  from seed to seed (Pearson r of the turn's step against the milestone's)."""
+  pairs = [(m, g) for m, g in zip(ms, gaps) if m is not None and g is not None]
+  if not pairs:
+    return {'runs': 0}
+  m, g = np.array(pairs, float).T
+  r = float(np.corrcoef(m, m + g)[0, 1]) if len(m) > 2 and np.std(m) > 0 and np.std(m + g) > 0 \
+      else None
+  return {'runs': len(m), 'within_window': int((np.abs(g) <= window).sum()), 'window': window,
+          'offset_median': float(np.median(g)), 'offset_q25': float(np.percentile(g, 25)),
+          'offset_q75': float(np.percentile(g, 75)), 'pearson_r_turn_vs_milestone': r}
+
+
+OPS = {'>': np.greater, '>=': np.greater_equal, '<': np.less, '<=': np.less_equal}
+
+
+def milestones_of(workdir):
+  """summary.json's runs; for a run stopped before its end (no summary), the
+  config's milestones read from each run's metrics.jsonl, at the logged
+  resolution (the summary's are checked every step)."""
+  path = os.path.join(workdir, 'summary.json')
+  if os.path.exists(path):
+    return json.load(open(path))
+  ms = json.load(open(os.path.join(workdir, 'config.json')))['milestones']
+  runs = []
+  for n in sorted((n for n in os.listdir(workdir) if n.startswith('seed=')),
+                  key=lambda n: int(n.split('=')[-1])):
+    rows = [json.loads(l) for l in open(os.path.join(workdir, n, 'metrics.jsonl'))]
+    run = {'name': n}
+    for m, (metric, op, thr) in ms.items():
+      run[m] = next((r['step'] for r in rows if r.get(metric) is not None
+                     and OPS[op](r[metric], thr)), None)
+    runs.append(run)
+  print(f'{workdir}: no summary.json (a stopped run): milestones from metrics.jsonl, '
+        'at the logged resolution')
+  return {'runs': runs}
+
+
 def main():
   ap = argparse.ArgumentParser()
   ap.add_argument('--workdir', default=os.path.join(ROOT, 'runs', 'timmy_lenses2'))
@@ -74,10 +114,13 @@ def main():
   ap.add_argument('--also', default='', help='more milestones to mark, comma-separated')
   ap.add_argument('--split', default='train', help='the probe: this split of the task ...')
   ap.add_argument('--rows', type=int, default=0, help='... its first ROWS rows (0 = all)')
+  ap.add_argument('--stride', type=int, default=0,
+                  help='also find cusps on every STRIDE-th checkpoint (dense checkpoints turn '
+                       'by small angles between neighbours)')
   ap.add_argument('--name', default='timmy')
   ap.add_argument('--out', default=os.path.join(ROOT, 'experiments', 'results'))
   a = ap.parse_args()
-  summary = json.load(open(os.path.join(a.workdir, 'summary.json')))
+  summary = milestones_of(a.workdir)
   milestone = {r['name']: r.get(a.milestone) for r in summary['runs']}
   also = [m for m in a.also.split(',') if m]
   others = {r['name']: {m: r.get(m) for m in also} for r in summary['runs']}
@@ -93,19 +136,32 @@ def main():
     ext = {f'pc{k + 1}': [int(steps[i]) for i in essential.extrema(scores[:, k])] for k in range(3)}
     ms = milestone.get(name)
     near = min(cusp, key=lambda c: abs(c - ms)) if cusp and ms is not None else None
+    def nearest(xs, v):
+      return None if v is None or not xs else min(xs, key=lambda c: abs(c - v)) - v
+    # The PC curves' turns (extrema) nearest each milestone, and the cusps of
+    # the curve subsampled to every stride-th checkpoint.
+    ext_near = {pc: nearest(xs, ms) for pc, xs in ext.items()}
+    strided = ([int(steps[::a.stride][i]) for i in essential.cusps(scores[::a.stride])]
+               if a.stride > 1 else None)
     per_run.append({'run': name, 'milestone': ms, 'explained': explained.tolist(), 'cusps': cusp,
+                    'extremum_nearest_milestone_minus_it': ext_near,
+                    'cusps_strided': strided,
+                    'nearest_strided_cusp_minus_milestone': nearest(strided or [], ms),
                     'extrema': ext, 'nearest_cusp': near,
                     'nearest_cusp_minus_milestone': None if near is None else near - ms,
                     'first_cusp_minus_milestone': cusp[0] - ms if cusp and ms is not None else None,
-                    'also': {m: {'step': v, 'nearest_cusp_minus_it': None if v is None or not cusp
-                                 else min(cusp, key=lambda c: abs(c - v)) - v}
+                    'also': {m: {'step': v, 'nearest_cusp_minus_it': nearest(cusp, v),
+                                 'nearest_strided_cusp_minus_it': nearest(strided or [], v),
+                                 'extremum_nearest_it_minus_it': {
+                                     pc: nearest(xs, v) for pc, xs in ext.items()}}
                              for m, v in others.get(name, {}).items()},
                     'scores': scores.tolist()})
   t_pca = time.time() - t0
   gaps = np.array([r['nearest_cusp_minus_milestone'] for r in per_run
                    if r['nearest_cusp_minus_milestone'] is not None], float)
   spacing = int(np.median(np.diff(steps)))
-  out = {'workdir': a.workdir, 'milestone': a.milestone, 'steps': steps.tolist(),
+  out = {'workdir': a.workdir, 'complete': os.path.exists(os.path.join(a.workdir, 'summary.json')),
+         'milestone': a.milestone, 'steps': steps.tolist(),
          'features': int(f_RxTxF.shape[-1]), 'runs': len(names),
          'checkpoint_spacing': spacing,
          'explained_pc1_median': float(np.median([r['explained'][0] for r in per_run])),
@@ -119,6 +175,19 @@ def main():
               if r['first_cusp_minus_milestone'] is not None])),
          'cusps_per_run_median': float(np.median([len(r['cusps']) for r in per_run])),
          'probe': {'split': a.split, 'rows': a.rows or 'all'},
+         'extrema_vs_milestone': {pc: turn_stats(
+             [r['milestone'] for r in per_run],
+             [r['extremum_nearest_milestone_minus_it'][pc] for r in per_run], spacing)
+             for pc in ('pc1', 'pc2', 'pc3')},
+         'stride': a.stride,
+         'strided_cusps_vs_milestone': turn_stats(
+             [r['milestone'] for r in per_run],
+             [r['nearest_strided_cusp_minus_milestone'] for r in per_run],
+             spacing * a.stride) if a.stride > 1 else None,
+         'also_extrema': {m: {pc: turn_stats(
+             [r['also'][m]['step'] for r in per_run],
+             [r['also'][m]['extremum_nearest_it_minus_it'][pc] for r in per_run], spacing)
+             for pc in ('pc1', 'pc2', 'pc3')} for m in also},
          'also': {m: {
              'runs_with_it': int(sum(r['also'][m]['step'] is not None for r in per_run)),
              'runs_with_a_cusp_within_one_checkpoint': int(sum(

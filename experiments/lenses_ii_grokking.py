@@ -120,7 +120,7 @@ def main():
       axes[2].fill_between(grid_steps, np.nanpercentile(m, 25, 0), np.nanpercentile(m, 75, 0),
                            color=f'C{j}', alpha=0.15, lw=0)
       # Aligned on each seed's grokking_step (offsets rounded to the checkpoint spacing).
-      dt = int(np.median(np.diff(grid_steps)))
+      dt = int(np.median(np.diff(grid_steps))) if len(grid_steps) > 1 else 100
       off = {}
       for r in per_run:
         if r['grokking_step'] is None:

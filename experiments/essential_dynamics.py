@@ -143,7 +143,15 @@ def main():
     ext_near = {pc: nearest(xs, ms) for pc, xs in ext.items()}
     strided = ([int(steps[::a.stride][i]) for i in essential.cusps(scores[::a.stride])]
                if a.stride > 1 else None)
+    # Global landmarks (robust to late minibatch wobble, unlike local turns):
+    # PC2's minimum and maximum and PC1's steepest change between checkpoints.
+    marks = {'pc2_argmin': int(steps[np.argmin(scores[:, 1])]) if scores.shape[1] > 1 else None,
+             'pc2_argmax': int(steps[np.argmax(scores[:, 1])]) if scores.shape[1] > 1 else None,
+             'pc1_steepest': int(steps[1:][np.argmax(np.abs(np.diff(scores[:, 0])))])}
     per_run.append({'run': name, 'milestone': ms, 'explained': explained.tolist(), 'cusps': cusp,
+                    'landmarks': marks,
+                    'landmarks_minus_milestone': {k: None if v is None or ms is None else v - ms
+                                                  for k, v in marks.items()},
                     'extremum_nearest_milestone_minus_it': ext_near,
                     'cusps_strided': strided,
                     'nearest_strided_cusp_minus_milestone': nearest(strided or [], ms),
@@ -179,6 +187,15 @@ def main():
              [r['milestone'] for r in per_run],
              [r['extremum_nearest_milestone_minus_it'][pc] for r in per_run], spacing)
              for pc in ('pc1', 'pc2', 'pc3')},
+         'landmarks_vs_milestone': {k: turn_stats(
+             [r['milestone'] for r in per_run],
+             [r['landmarks_minus_milestone'][k] for r in per_run], spacing)
+             for k in ('pc2_argmin', 'pc2_argmax', 'pc1_steepest')},
+         'landmarks_vs_also': {m: {k: turn_stats(
+             [r['also'][m]['step'] for r in per_run],
+             [None if r['also'][m]['step'] is None or r['landmarks'][k] is None
+              else r['landmarks'][k] - r['also'][m]['step'] for r in per_run], spacing)
+             for k in ('pc2_argmin', 'pc2_argmax', 'pc1_steepest')} for m in also},
          'stride': a.stride,
          'strided_cusps_vs_milestone': turn_stats(
              [r['milestone'] for r in per_run],

@@ -31,6 +31,9 @@ vmapped program) 28 minutes with another training job on the same 2 cores.
 
 Variants (`--config configs/induction.py:<arg>`):
   sweep  16 seeds.
+  essential  16 seeds, 1,500 steps, a checkpoint every 20 steps: the
+         trajectory for essential dynamics (experiments/essential_dynamics.py
+         --split test --rows 16; docs/results/lenses-ii.md).
   smoke  40 steps of a tiny model (tests).
 """
 
@@ -151,6 +154,15 @@ def get_config(arg=None):
 
   if arg == 'sweep':
     c.sweep.seeds = 16
+  elif arg == 'essential':
+    # Essential dynamics (PCA of each run's outputs on a fixed probe over its
+    # checkpoints): 16 seeds, every 20 steps through the head's formation
+    # (458-627 in :sweep) and the repeat's learning; half :sweep's steps to fit
+    # a loaded 2-core CPU.
+    c.sweep.seeds = 16
+    c.train.steps = 1500
+    c.checkpoint.update(every=20, log_spaced=False)  # a multiple of log_every
+    c.report.loss_at = (500, 1000, 1500)
   elif arg == 'smoke':
     c.task.update(vocab_size=16, length=8, min_length=4, train_rows=256, eval_rows=32)
     c.model.update(d_model=16, n_heads=2)
@@ -161,5 +173,5 @@ def get_config(arg=None):
     c.checkpoint.update(every=20, log_spaced=False)
     c.report.loss_at = (20,)
   elif arg:
-    raise ValueError(f'unknown config variant {arg!r}; use sweep or smoke')
+    raise ValueError(f'unknown config variant {arg!r}; use sweep, essential or smoke')
   return c

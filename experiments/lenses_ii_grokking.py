@@ -13,7 +13,12 @@ minimum so far (the README's grokking study saw it at ~1,400-1,600: train
 loss from ~1e-8 back to ~1e-1). Per run: the first checkpoint at which
 sharpness_precond >= 38/lr (its `eos` ratio >= 1), the ratio at the
 checkpoints before and after the slingshot, and whether the crossing comes
-first. Writes experiments/results/lenses_ii_grokking.{json,png}.
+first. The restricted LLC per module (when measured), per seed at four
+checkpoints: the first after memorization_step (the memorised solution), the
+last before grokking_step and the first at or after it (the circuit forming,
+test accuracy crossing 0.95), and the last; medians over seeds and the number
+of seeds in which each module's LLC fell from the memorised checkpoint to the
+end. Writes experiments/results/lenses_ii_grokking.{json,png}.
 """
 
 import argparse
@@ -67,7 +72,8 @@ def main():
              'grokking_step': first(metrics[n], 'test/accuracy', 0.95)}
             for n in sorted(lens, key=lambda n: int(n.split('=')[-1]))]
   per_run = []
-  fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+  fig, axes = plt.subplots(2, 2, figsize=(14, 9))
+  axes = axes.ravel()
   parts = sorted({k[len('llc_part/'):] for r in lens[runs[0]['name']] for k in r
                   if k.startswith('llc_part/')})
   for k, run in enumerate(runs):
@@ -111,15 +117,68 @@ def main():
     for j, p in enumerate(parts):
       m = np.array([r['llc_parts'][p] for r in per_run])
       axes[2].plot(grid_steps, np.nanmedian(m, 0), f'C{j}', lw=1.2, marker='.', label=p)
+      axes[2].fill_between(grid_steps, np.nanpercentile(m, 25, 0), np.nanpercentile(m, 75, 0),
+                           color=f'C{j}', alpha=0.15, lw=0)
+      # Aligned on each seed's grokking_step (offsets rounded to the checkpoint spacing).
+      dt = int(np.median(np.diff(grid_steps))) if len(grid_steps) > 1 else 100
+      off = {}
+      for r in per_run:
+        if r['grokking_step'] is None:
+          continue
+        for st, v in zip(r['steps'], r['llc_parts'][p]):
+          off.setdefault(int(round((st - r['grokking_step']) / dt)) * dt, []).append(v)
+      ks = sorted(k for k in off if len(off[k]) >= len(per_run) // 2)
+      axes[3].plot(ks, [np.median(off[k]) for k in ks], f'C{j}', lw=1.2, marker='.', label=p)
+    mem = [r['memorization_step'] for r in per_run if r['memorization_step']]
+    grok = [r['grokking_step'] for r in per_run if r['grokking_step']]
+    if mem:
+      axes[2].axvline(np.median(mem), color='k', lw=0.6, ls=':')
+    if grok:
+      axes[2].axvspan(min(grok), max(grok), color='0.85', zorder=0)
+    allv = np.array([v for r in per_run for p in parts for v in r['llc_parts'][p]], float)
+    if np.nanmin(allv) > 0:  # modules differ by orders of magnitude; log only if all positive
+      axes[2].set_yscale('log')
+      axes[3].set_yscale('log')
     axes[2].legend(fontsize=8)
-    axes[2].set_title('restricted LLC per module (median over seeds)', fontsize=10)
+    axes[2].set_title('restricted LLC per module: median, IQR over seeds\n'
+                      '(dotted: median memorization_step; grey: grokking_step range)', fontsize=10)
+    axes[3].axvline(0, color='k', lw=0.6, ls='--')
+    axes[3].set_xlabel('step - grokking_step')
+    axes[3].set_title('restricted LLC per module, median over seeds, aligned on grokking_step',
+                      fontsize=10)
   else:
     axes[2].set_title('(restricted LLC not measured in this run)', fontsize=10)
-  for ax in axes:
+  for ax in axes[:3]:
     ax.set_xlabel('step')
   fig.tight_layout()
   os.makedirs(a.out, exist_ok=True)
   fig.savefig(os.path.join(a.out, 'lenses_ii_grokking.png'), dpi=100)
+  llc_phases = {}
+  if parts:
+    def at(r, cond):
+      i = [j for j, st in enumerate(r['steps']) if cond(st)]
+      return i
+    for p in parts:
+      ph = {'after_memorization': [], 'before_grokking': [], 'at_grokking': [], 'end': []}
+      for r in per_run:
+        v, m, g = r['llc_parts'][p], r['memorization_step'], r['grokking_step']
+        if m is None or g is None:
+          continue
+        i_m, i_b, i_g = at(r, lambda st: st > m), at(r, lambda st: st < g), at(r, lambda st: st >= g)
+        if not (i_m and i_b and i_g):
+          continue
+        ph['after_memorization'].append(v[i_m[0]])
+        ph['before_grokking'].append(v[i_b[-1]])
+        ph['at_grokking'].append(v[i_g[0]])
+        ph['end'].append(v[-1])
+      a_m, a_e = np.array(ph['after_memorization']), np.array(ph['end'])
+      a_b, a_g = np.array(ph['before_grokking']), np.array(ph['at_grokking'])
+      llc_phases[p] = {**{f'median_{k}': float(np.median(x)) if len(x) else None
+                          for k, x in ph.items()},
+                       'runs': len(a_m),
+                       'runs_fell_memorization_to_end': int((a_e < a_m).sum()),
+                       'runs_fell_across_grokking': int((a_g < a_b).sum()),
+                       'end_over_memorization_median': float(np.median(a_e / a_m)) if len(a_m) else None}
   with_sling = [r for r in per_run if r['slingshot_step']]
   crossed_first = [r for r in with_sling if r['first_checkpoint_precond_ge_38_over_lr'] is not None
                    and r['first_checkpoint_precond_ge_38_over_lr'] <= r['slingshot_step']]
@@ -145,6 +204,7 @@ def main():
               if r['ratio_at_first_checkpoint_after_slingshot'] is not None])) if with_sling else None,
          'plain_top1_max_times_lr_over_2_median': float(np.median(
              [r['plain_top1_max_times_lr_over_2'] for r in per_run])),
+         'llc_parts_by_phase': llc_phases,
          'per_run': per_run}
   with open(os.path.join(a.out, 'lenses_ii_grokking.json'), 'w') as fh:
     json.dump(out, fh, indent=1)

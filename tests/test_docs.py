@@ -269,6 +269,8 @@ LONG = {
     'python examples/sparse_parity/study.py',
     'python experiments/essential_dynamics.py --workdir WORKDIR [--milestone breakthrough_step]',
     'python experiments/essential_dynamics.py --workdir runs/timmy_lenses2 --milestone breakthrough_step',
+    'python -m tinyjax.run --config configs/induction.py:essential --workdir runs/induction_ed --noprogress',
+    'python experiments/essential_dynamics.py --workdir runs/induction_ed --milestone induction_step --also repeat_learned_step --split test --rows 16 --stride 5 --name induction',
     'python experiments/export_parity.py',
     'python experiments/lenses_ii_cost.py',
     'python experiments/lenses_ii_cost.py --runs 64 --repeats 1',

@@ -103,6 +103,13 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
                  **{k: s.arrays() for k, s in task.evals.items() if k != 'train'}}
     self._init_generation(config, task, abstract)  # tinyjax.generation
     self._init_lenses(config, task, abstract, abstract_params)  # tinyjax.lens_plumbing
+    # Bare mode (output.minimal): every step is the light step (loss, gradient
+    # norm, what a milestone watches); no evaluation, lens or generation is traced.
+    self.minimal = bool(config.get('output', {}).get('minimal', False))
+    if self.minimal:
+      self.step_lenses, self.extra_lenses, self.lens_milestones = [], [], False
+      self.has_checkpoint_lenses = self.lens.geometry = False  # (no w0 either)
+      self._prompts = {'track': False}
 
     # init and evaluate run once per run: they are compiled at XLA's lowest
     # backend optimisation level (the threefry init of a 64-run sweep takes
@@ -181,6 +188,7 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     return {**state, 'milestones': ms}
 
   def _step_run(self, state, hp, data, step, full=True):
+    full = full and not self.minimal
     m, grads = self._measure(state, hp, data, step, full)
     tx = optimizer_lib.make(self.config.optimizer, hp)
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
@@ -233,9 +241,25 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
                        in_axes=(0, 0, None, None))
     v_eval = jax.vmap(self._eval_run, in_axes=(0, 0, None, None))
     end = start + n_steps
-    # The metrics a skipped step or eval reports: NaN, shaped like the real ones.
-    nan_like = lambda fn: lens_plumbing.nan_like(jax.eval_shape(fn, state, hp, data, start)[1])
-    nan_eval, nan_step = nan_like(v_eval), nan_like(v_step)
+    # The metrics a skipped step or eval reports: NaN, shaped like the real
+    # ones. lax.cond traces the true branch first: its outputs' shapes are
+    # recorded there, so the step is traced once, not again by eval_shape
+    # (a Timmy chunk's trace took seconds); eval_shape only as a fallback.
+    shapes = {}
+
+    def real(name, fn, s0):
+      def branch(st):
+        out = fn(st, hp, data, s0)
+        shapes[name] = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), out[1])
+        return out
+      return branch
+
+    def skipped(name, fn):
+      def branch(st):
+        if name not in shapes:
+          shapes[name] = jax.eval_shape(fn, state, hp, data, start)[1]
+        return st, lens_plumbing.nan_like(shapes[name])
+      return branch
 
     config_eval_steps = bool(self.config.eval.get('steps', ()))
 
@@ -244,10 +268,10 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
       on_schedule = (jnp.isin(s0, self.eval_steps) if config_eval_steps
                      else s0 % self.eval_every == 0)
       do_eval = (s0 < end) & on_schedule
-      state, em = jax.lax.cond(do_eval, lambda st: v_eval(st, hp, data, s0),
-                               lambda st: (st, nan_eval), state)
-      state, m = jax.lax.cond(s0 < end, lambda st: v_step(st, hp, data, s0),
-                              lambda st: (st, nan_step), state)
+      em = {}
+      if not self.minimal:
+        state, em = jax.lax.cond(do_eval, real('eval', v_eval, s0), skipped('eval', v_eval), state)
+      state, m = jax.lax.cond(s0 < end, real('step', v_step, s0), skipped('step', v_step), state)
       # The group's other steps; a dynamic trip count (not a cond per step)
       # stops the group that crosses `end`.
       n = jnp.clip(end - s0, 1, self.log_every)
@@ -259,7 +283,9 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
   def _evaluate(self, state, hp, data, step):
     """The metric row at the current parameters, without training."""
     def one(st, h):
-      m, _ = self._measure(st, h, data, step)
+      m, _ = self._measure(st, h, data, step, full=not self.minimal)
+      if self.minimal:
+        return self._update_milestones(st, m, step), m
       m['lr'] = optimizer_lib.current_lr(st['opt_state'])
       st = self._update_milestones(st, m, step)
       st, em = self._eval_run(st, h, data, step)

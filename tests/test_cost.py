@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 
 from configs import timmy as timmy_config
+from tinyjax import loop
 from tinyjax import results
 from tinyjax import train
 
@@ -58,33 +59,12 @@ def test_bare_mode_keeps_the_loss_checkpoints_and_resume(tmp_path):
                                 df_bare.sort_values(key)['loss'].to_numpy())
 
 
-def test_the_cli_keeps_compiled_programs_in_the_compilation_cache(tmp_path):
-  import subprocess
-  import sys
-  from tests.conftest import ROOT
-  cache = tmp_path / 'cache'
-  env = {k: v for k, v in os.environ.items() if k != 'JAX_COMPILATION_CACHE_DIR'}
-  args = [sys.executable, '-m', 'tinyjax.run', '--config', 'configs/timmy.py:smoke',
-          '--config.train.steps=20', '--config.train.chunk_steps=20', '--noprogress',
-          f'--compilation_cache={cache}', '--workdir']
-  p = subprocess.run(args + [str(tmp_path / 'a')], cwd=ROOT, env=env, capture_output=True,
-                     text=True, timeout=300)
-  assert p.returncode == 0, p.stderr[-2000:]
-  entries = set(os.listdir(cache))
-  assert len(entries) >= 3, entries  # init, the chunk, the evaluation (and more)
-  # A second job with the same programs compiles nothing new.
-  p = subprocess.run(args + [str(tmp_path / 'b')], cwd=ROOT, env=env, capture_output=True,
-                     text=True, timeout=300)
-  assert p.returncode == 0, p.stderr[-2000:]
-  assert set(os.listdir(cache)) == entries
-
-
 def test_a_cost_table_override_switches_one_item_off():
   from tinyjax import cost
   cfg = timmy_config.get_config()
   off = cost.with_overrides(cfg, cost.ITEMS['checkpoints'][1])
   assert (off.checkpoint.every, off.checkpoint.log_spaced) == (0, False)
   assert (cfg.checkpoint.every, cfg.checkpoint.log_spaced) == (1000, True)  # a copy
-  assert train.checkpoint_steps(off) == {cfg.train.steps}
+  assert loop.checkpoint_steps(off) == {cfg.train.steps}
   bare = cost.with_overrides(cfg, cost.BARE)
   assert bare.output.minimal and not cfg.output.get('minimal', False)

@@ -16,7 +16,8 @@ Timmy sweep (configs/timmy.py, default settings, `sweep.seeds` = runs):
             multi-core CPU tinyjax's one-device-per-core split beats it).
 
 Each is a whole job, compilation included (a fresh program each time: jit's
-cache is per function object), timed with wall clock; the ratio is
+cache is per function object; JAX's persistent compilation cache off, unless
+--warm_cache), timed with wall clock; the ratio is
 tinyjax / plain. Runs are split over one CPU device per core (--cpu_devices),
 as tinyjax.run does. Prints one line per measurement and the ratios; writes JSON.
 
@@ -57,7 +58,7 @@ flags.DEFINE_integer('repeats', 1, 'Alternated repetitions per case (the median 
 flags.DEFINE_bool('plain_1', True, 'Also time the plain loop on one device.')
 flags.DEFINE_bool('warm_cache', False, 'Time every job with JAX\'s persistent compilation '
                   'cache warm (a temporary one, filled by an untimed run of each job first), '
-                  'as a rerun of `python -m tinyjax.run` finds it (its --compilation_cache).')
+                  'as a rerun of `python -m tinyjax.run` finds it.')
 flags.DEFINE_string('out', 'bench.json', 'Where to write the figures.')
 flags.DEFINE_bool('cost_table', False, 'Instead: the cost of each item of the default config '
                   '(switched off one at a time; compilation per program; profiled host calls).')
@@ -310,9 +311,11 @@ def main(argv):
     print(f'wrote {out_path}')
     return
   with tempfile.TemporaryDirectory() as root:
-    if FLAGS.warm_cache:
+    # Cold by default: every job compiles, whatever cache the user has.
+    jax.config.update('jax_enable_compilation_cache', FLAGS.warm_cache)
+    if FLAGS.warm_cache:  # a cache of its own, filled by the untimed first run
       jax.config.update('jax_compilation_cache_dir', os.path.join(root, 'jax-cache'))
-      jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.3)  # as cli's
+      jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
     for runs, steps in cases:
       r = bench_case(timmy(runs, steps), root, FLAGS.repeats, FLAGS.plain_1, FLAGS.warm_cache)
       out['cases'].append(r)

@@ -90,33 +90,6 @@ def define_cpu_devices_flag():
       lower_bound=0)
 
 
-def define_compilation_cache_flag():
-  flags.DEFINE_string(
-      'compilation_cache', default_compilation_cache(),
-      'JAX\'s persistent compilation cache: a directory where every compiled program is '
-      'kept, so that a rerun, a resume or another job with the same programs loads them '
-      'instead of compiling (keyed by the program, jax version and devices: never stale). '
-      '"" = off. Ignored when JAX_COMPILATION_CACHE_DIR is set.')
-
-
-def default_compilation_cache() -> str:
-  """$XDG_CACHE_HOME/tinyjax/jax (default ~/.cache/tinyjax/jax)."""
-  root = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
-  return os.path.join(root, 'tinyjax', 'jax')
-
-
-def set_compilation_cache(path: str):
-  """Turns JAX's persistent compilation cache on in `path` ('' = off); the
-  environment's JAX_COMPILATION_CACHE_DIR, when set, wins (the tests share one)."""
-  import jax
-  if os.environ.get('JAX_COMPILATION_CACHE_DIR') or not path:
-    return
-  jax.config.update('jax_compilation_cache_dir', path)
-  # Cache every program worth a file: Timmy's end-of-run generation compiles
-  # in under jax's default threshold of 1 s, yet loads faster than it compiles.
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.3)
-
-
 def set_cpu_devices(n: int):
   """Before JAX starts its backends: n CPU devices (0 = one per usable core)."""
   if 'xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', ''):

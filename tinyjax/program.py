@@ -104,7 +104,7 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     self._init_generation(config, task, abstract)  # tinyjax.generation
     self._init_lenses(config, task, abstract, abstract_params)  # tinyjax.lens_plumbing
     # Bare mode (output.minimal): every step is the light step (loss, gradient
-    # norm, what a milestone watches); no evaluation, lens or generation is traced.
+    # norm, what a milestone watches); no evaluation, lens or generation.
     self.minimal = bool(config.get('output', {}).get('minimal', False))
     if self.minimal:
       self.step_lenses, self.extra_lenses, self.lens_milestones = [], [], False
@@ -212,7 +212,9 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
   def _eval_run(self, state, hp, data, step):
     """Metrics on the eval splits and exact-match of tracked generations:
     per prompt of task.prompts (generation/<prompt>) and as the fraction right
-    per bucket of task.prompt_buckets (exact/<bucket>)."""
+    per bucket of task.prompt_buckets (exact/<bucket>). Bare mode: none."""
+    if self.minimal:
+      return state, {}
     m = {}
     model = nnx.merge(self.graphdef, state['params'])
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(hp['seed']), 2), step)
@@ -241,25 +243,9 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
                        in_axes=(0, 0, None, None))
     v_eval = jax.vmap(self._eval_run, in_axes=(0, 0, None, None))
     end = start + n_steps
-    # The metrics a skipped step or eval reports: NaN, shaped like the real
-    # ones. lax.cond traces the true branch first: its outputs' shapes are
-    # recorded there, so the step is traced once, not again by eval_shape
-    # (a Timmy chunk's trace took seconds); eval_shape only as a fallback.
-    shapes = {}
-
-    def real(name, fn, s0):
-      def branch(st):
-        out = fn(st, hp, data, s0)
-        shapes[name] = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), out[1])
-        return out
-      return branch
-
-    def skipped(name, fn):
-      def branch(st):
-        if name not in shapes:
-          shapes[name] = jax.eval_shape(fn, state, hp, data, start)[1]
-        return st, lens_plumbing.nan_like(shapes[name])
-      return branch
+    # The metrics a skipped step or eval reports: NaN, shaped like the real ones.
+    nan_like = lambda fn: lens_plumbing.nan_like(jax.eval_shape(fn, state, hp, data, start)[1])
+    nan_eval, nan_step = nan_like(v_eval), nan_like(v_step)
 
     config_eval_steps = bool(self.config.eval.get('steps', ()))
 
@@ -268,10 +254,10 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
       on_schedule = (jnp.isin(s0, self.eval_steps) if config_eval_steps
                      else s0 % self.eval_every == 0)
       do_eval = (s0 < end) & on_schedule
-      em = {}
-      if not self.minimal:
-        state, em = jax.lax.cond(do_eval, real('eval', v_eval, s0), skipped('eval', v_eval), state)
-      state, m = jax.lax.cond(s0 < end, real('step', v_step, s0), skipped('step', v_step), state)
+      state, em = jax.lax.cond(do_eval, lambda st: v_eval(st, hp, data, s0),
+                               lambda st: (st, nan_eval), state)
+      state, m = jax.lax.cond(s0 < end, lambda st: v_step(st, hp, data, s0),
+                              lambda st: (st, nan_step), state)
       # The group's other steps; a dynamic trip count (not a cond per step)
       # stops the group that crosses `end`.
       n = jnp.clip(end - s0, 1, self.log_every)

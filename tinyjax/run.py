@@ -23,7 +23,6 @@ flags.DEFINE_string('workdir', None, 'Output directory (resumed if it exists).')
 flags.DEFINE_bool('overwrite', False, 'Delete --workdir first instead of resuming.')
 flags.DEFINE_bool('progress', True, 'Show a progress bar.')
 cli.define_cpu_devices_flag()
-cli.define_compilation_cache_flag()
 cli.define_distributed_flags()
 flags.mark_flags_as_required(['config', 'workdir'])
 
@@ -32,7 +31,6 @@ def main(argv):
   del argv  # cli.parse_flags refused any
   logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
   cli.set_cpu_devices(FLAGS.cpu_devices)
-  cli.set_compilation_cache(FLAGS.compilation_cache)
   from tinyjax import api
   from tinyjax import faults
   from tinyjax import train  # after flag parsing: a bad flag fails fast

@@ -132,6 +132,7 @@ def get_config(arg=None):
   c.output.per_run_files = 16  # groups of up to this many runs: files for every run;
   c.output.sample_seeds = 4    # bigger groups: for this many seeds per condition.
   c.output.across_seeds = True  # TensorBoard mean, p10/p50/p90 over seeds per condition.
+  c.output.minimal = False  # True: bare mode, the loss rows and checkpoints only (docs/guide.md).
 
   c.sweep = ml_collections.ConfigDict()
   c.sweep.seeds = 0

@@ -1,4 +1,6 @@
 """python -m tinyjax.bench [--cases 64x6000,1024x300] [--repeats 1] [--out bench.json]
+   python -m tinyjax.bench --cost_table [--cases ...] [--out cost_table.json]
+   python -m tinyjax.bench --suite accelerator [--smoke] [--out accelerator.json]
 
 The project against a plain-JAX loop, side by side in one process, on the
 Timmy sweep (configs/timmy.py, default settings, `sweep.seeds` = runs):
@@ -14,7 +16,8 @@ Timmy sweep (configs/timmy.py, default settings, `sweep.seeds` = runs):
             multi-core CPU tinyjax's one-device-per-core split beats it).
 
 Each is a whole job, compilation included (a fresh program each time: jit's
-cache is per function object), timed with wall clock; the ratio is
+cache is per function object; JAX's persistent compilation cache off, unless
+--warm_cache), timed with wall clock; the ratio is
 tinyjax / plain. Runs are split over one CPU device per core (--cpu_devices),
 as tinyjax.run does. Prints one line per measurement and the ratios; writes JSON.
 
@@ -53,7 +56,18 @@ from tinyjax import cli
 flags.DEFINE_list('cases', ['64x6000', '1024x300'], 'RUNSxSTEPS cases to measure.')
 flags.DEFINE_integer('repeats', 1, 'Alternated repetitions per case (the median is reported).')
 flags.DEFINE_bool('plain_1', True, 'Also time the plain loop on one device.')
+flags.DEFINE_bool('warm_cache', False, 'Time every job with JAX\'s persistent compilation '
+                  'cache warm (a temporary one, filled by an untimed run of each job first), '
+                  'as a rerun of `python -m tinyjax.run` finds it.')
 flags.DEFINE_string('out', 'bench.json', 'Where to write the figures.')
+flags.DEFINE_bool('cost_table', False, 'Instead: the cost of each item of the default config '
+                  '(switched off one at a time; compilation per program; profiled host calls).')
+flags.DEFINE_list('cost_items', [], 'With --cost_table: only these items (keys of tinyjax.cost.ITEMS: '
+                  'lenses, attention, probe, copying, geometry, eval, tracked, checkpoints, '
+                  'files); default all.')
+flags.DEFINE_enum('suite', None, ['accelerator'], 'Instead: a suite of standard jobs '
+                  '(tinyjax.bench_suite).')
+flags.DEFINE_bool('smoke', False, 'With --suite: tiny sizes, seconds on a CPU (the CI check).')
 cli.define_cpu_devices_flag()
 FLAGS = flags.FLAGS
 
@@ -194,24 +208,31 @@ def loss_check(final: dict) -> dict:
   return out
 
 
-def bench_case(cfg, root: str, repeats: int, plain_1: bool) -> dict:
+def bench_case(cfg, root: str, repeats: int, plain_1: bool, warm_cache: bool = False) -> dict:
+  import jax
   import numpy as np
   runs, steps = cfg.sweep.seeds, cfg.train.steps
   times = {'tinyjax': [], 'plain': [], 'plain_1': []}
   load = {k: [] for k in times}
   final = {}
-  for i in range(repeats):  # alternated, so drift on the machine hits both
+  for i in range(-1 if warm_cache else 0, repeats):  # alternated: drift hits every job
     jobs = [('plain', lambda: plain_loop(cfg, shard=True)),
             ('tinyjax', lambda: run_tinyjax(cfg, os.path.join(root, f'{runs}x{steps}_{i}')))]
     if plain_1:
       jobs.append(('plain_1', lambda: plain_loop(cfg, shard=False)))
+    if i < 0:  # fills the cache; untimed
+      for _, job in jobs:
+        jax.clear_caches()
+        job()
+      continue
     for name, job in jobs:
+      jax.clear_caches()  # a fresh process: only the persistent cache (if on) survives
       (seconds, final[name]), l = measured(job)
       times[name].append(seconds)
       load[name].append(l)
   med = {k: round(float(np.median(v)), 2) for k, v in times.items() if v}
   others = [l['other_cores'] for ls in load.values() for l in ls if l['other_cores'] is not None]
-  out = {'runs': runs, 'steps': steps, 'seconds': med,
+  out = {'runs': runs, 'steps': steps, 'warm_cache': warm_cache, 'seconds': med,
          'all_seconds': {k: [round(x, 2) for x in v] for k, v in times.items() if v},
          'ratio': round(med['tinyjax'] / med['plain'], 3),
          'load': {k: v for k, v in load.items() if v},
@@ -226,7 +247,8 @@ def bench_case(cfg, root: str, repeats: int, plain_1: bool) -> dict:
 def describe(r: dict) -> str:
   """The printed line of one case."""
   s = r['seconds']
-  line = (f"{r['runs']} runs x {r['steps']} steps: tinyjax {s['tinyjax']} s, plain JAX "
+  line = (f"{r['runs']} runs x {r['steps']} steps"
+          + (' (compilation cache warm)' if r.get('warm_cache') else '') + ": tinyjax {s['tinyjax']} s, plain JAX "
           f"{s['plain']} s -> {r['ratio']}x"
           + (f" (plain JAX on one device {s['plain_1']} s -> {r['ratio_vs_plain_1']}x)"
              if 'plain_1' in s else ''))
@@ -244,6 +266,12 @@ def describe(r: dict) -> str:
 
 def main(argv):
   del argv  # cli.parse_flags refused any
+  if FLAGS.suite:
+    from tinyjax import bench_suite
+    logging.set_verbosity(logging.ERROR)
+    cli.set_cpu_devices(FLAGS.cpu_devices)
+    out = 'accelerator.json' if FLAGS.out == 'bench.json' else FLAGS.out
+    return bench_suite.main(FLAGS.suite, FLAGS.smoke, out)
   cases = []
   for c in FLAGS.cases:
     try:
@@ -262,9 +290,34 @@ def main(argv):
          'jax': jax.__version__, 'devices': [str(d) for d in jax.devices()],
          'loadavg_before': os.getloadavg(), 'loss_atol': LOSS_ATOL, 'loss_rtol': LOSS_RTOL,
          'loaded_other_cores': LOADED_OTHER_CORES, 'cases': []}
+  if FLAGS.cost_table:
+    from tinyjax import cost
+    out['cost_table'] = []
+    out_path = 'cost_table.json' if FLAGS.out == 'bench.json' else FLAGS.out
+    with tempfile.TemporaryDirectory() as root:
+      for runs, steps in cases:
+        bad = [k for k in FLAGS.cost_items if k not in cost.ITEMS]
+        if bad:
+          cli.fail(f'--cost_items: {bad[0]!r} is not an item; use {", ".join(cost.ITEMS)}')
+        items = {k: cost.ITEMS[k] for k in FLAGS.cost_items} if FLAGS.cost_items else None
+        t = cost.table(timmy(runs, steps), root, plain_loop, FLAGS.repeats, items)
+        out['cost_table'].append(t)
+        print(cost.describe(t), flush=True)
+        with open(out_path, 'w') as f:  # each case as soon as it is measured
+          json.dump(out, f, indent=2)
+    out['loadavg_after'] = os.getloadavg()
+    with open(out_path, 'w') as f:
+      json.dump(out, f, indent=2)
+    print(f'wrote {out_path}')
+    return
   with tempfile.TemporaryDirectory() as root:
+    # Cold by default: every job compiles, whatever cache the user has.
+    jax.config.update('jax_enable_compilation_cache', FLAGS.warm_cache)
+    if FLAGS.warm_cache:  # a cache of its own, filled by the untimed first run
+      jax.config.update('jax_compilation_cache_dir', os.path.join(root, 'jax-cache'))
+      jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
     for runs, steps in cases:
-      r = bench_case(timmy(runs, steps), root, FLAGS.repeats, FLAGS.plain_1)
+      r = bench_case(timmy(runs, steps), root, FLAGS.repeats, FLAGS.plain_1, FLAGS.warm_cache)
       out['cases'].append(r)
       print(describe(r), flush=True)
   out['loadavg_after'] = os.getloadavg()  # other jobs on the machine skew timings

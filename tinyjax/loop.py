@@ -323,7 +323,7 @@ def summarise(g: Placed, task, state, final, end, writers) -> list[dict]:
   """Decodes the prompts; one summary entry per run this process owns."""
   prog, config, runs = g.prog, g.group.config, g.group.runs
   gens = (prog.generations(state['params'], config.eval.max_new_tokens, select=g.fetch)
-          if prog.can_decode else [{} for _ in g.mine])  # a model without decode: none
+          if prog.can_decode and not prog.minimal else [{} for _ in g.mine])  # a model without decode: none
   milestones = g.fetch(state['milestones'])
   diverged = g.fetch(state['diverged_step'])
   results = []

@@ -103,6 +103,13 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
                  **{k: s.arrays() for k, s in task.evals.items() if k != 'train'}}
     self._init_generation(config, task, abstract)  # tinyjax.generation
     self._init_lenses(config, task, abstract, abstract_params)  # tinyjax.lens_plumbing
+    # Bare mode (output.minimal): every step is the light step (loss, gradient
+    # norm, what a milestone watches); no evaluation, lens or generation.
+    self.minimal = bool(config.get('output', {}).get('minimal', False))
+    if self.minimal:
+      self.step_lenses, self.extra_lenses, self.lens_milestones = [], [], False
+      self.has_checkpoint_lenses = self.lens.geometry = False  # (no w0 either)
+      self._prompts = {'track': False}
 
     # init and evaluate run once per run: they are compiled at XLA's lowest
     # backend optimisation level (the threefry init of a 64-run sweep takes
@@ -181,6 +188,7 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     return {**state, 'milestones': ms}
 
   def _step_run(self, state, hp, data, step, full=True):
+    full = full and not self.minimal
     m, grads = self._measure(state, hp, data, step, full)
     tx = optimizer_lib.make(self.config.optimizer, hp)
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
@@ -204,7 +212,9 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
   def _eval_run(self, state, hp, data, step):
     """Metrics on the eval splits and exact-match of tracked generations:
     per prompt of task.prompts (generation/<prompt>) and as the fraction right
-    per bucket of task.prompt_buckets (exact/<bucket>)."""
+    per bucket of task.prompt_buckets (exact/<bucket>). Bare mode: none."""
+    if self.minimal:
+      return state, {}
     m = {}
     model = nnx.merge(self.graphdef, state['params'])
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(hp['seed']), 2), step)
@@ -259,7 +269,9 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
   def _evaluate(self, state, hp, data, step):
     """The metric row at the current parameters, without training."""
     def one(st, h):
-      m, _ = self._measure(st, h, data, step)
+      m, _ = self._measure(st, h, data, step, full=not self.minimal)
+      if self.minimal:
+        return self._update_milestones(st, m, step), m
       m['lr'] = optimizer_lib.current_lr(st['opt_state'])
       st = self._update_milestones(st, m, step)
       st, em = self._eval_run(st, h, data, step)

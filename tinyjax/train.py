@@ -82,7 +82,7 @@ def prepare_workdir(config, workdir: str, overwrite: bool) -> None:
   if os.path.exists(path) and not overwrite:
     with open(path) as f:
       old = json.load(f)
-    if old != new:
+    if _no_bare(old) != _no_bare(new):  # (a workdir from before bare mode has no field)
       diff = sorted(k for k in _flat(old).keys() | _flat(new).keys()
                     if _flat(old).get(k) != _flat(new).get(k))
       raise ConfigError(
@@ -103,6 +103,14 @@ def prepare_workdir(config, workdir: str, overwrite: bool) -> None:
   with open(path + '.tmp', 'w') as f:
     json.dump(new, f, indent=2, sort_keys=True)
   os.replace(path + '.tmp', path)
+
+
+def _no_bare(cfg: dict) -> dict:
+  """cfg without output.minimal when it is False (the default)."""
+  out = cfg.get('output')
+  if isinstance(out, dict) and out.get('minimal') is False:
+    return {**cfg, 'output': {k: v for k, v in out.items() if k != 'minimal'}}
+  return cfg
 
 
 def _flat(d, prefix=''):
@@ -205,7 +213,7 @@ def finish_summary(workdir, summary, groups, config) -> dict:
   main = distributed.is_main()
   if jax.process_count() > 1:
     summary = merge_summaries(workdir, summary, groups, config)
-  if len(summary['runs']) > 1 and main:
+  if len(summary['runs']) > 1 and main and not writer_lib.output_settings(config)['minimal']:
     from tinyjax import report
     report.write(workdir, summary, config)
     write_summary(workdir, summary, merged=True)
@@ -272,6 +280,7 @@ def program_for(config, task) -> program_lib.Program:
   cfg['train']['chunk_steps'] = program_lib.chunk_steps(config)
   for section in ('sweep', 'checkpoint', 'report', 'output'):
     cfg.pop(section, None)
+  cfg['minimal'] = writer_lib.output_settings(config)['minimal']  # bare mode compiles less
   key = json.dumps(cfg, sort_keys=True)
   if key not in _PROGRAMS:
     _PROGRAMS[key] = program_lib.Program(config, task)

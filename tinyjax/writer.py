@@ -78,13 +78,17 @@ OUTPUT_DEFAULTS = {
     'per_run_files': 16,   # groups up to this many runs: files for every run;
     'sample_seeds': 4,     # bigger groups: for this many seeds per condition;
     'across_seeds': True,  # TensorBoard mean and quantiles over seeds per condition.
+    'minimal': False,      # bare mode: the loss rows (columnar files) and checkpoints only.
 }
 QUANTILES = (10, 50, 90)
 STATS = ('mean', *(f'p{q}' for q in QUANTILES))  # seed_stats' keys: across_seeds/COND/STAT
 
 
 def output_settings(config) -> dict:
-  return {**OUTPUT_DEFAULTS, **dict(config.get('output', {}))}
+  out = {**OUTPUT_DEFAULTS, **dict(config.get('output', {}))}
+  if out['minimal']:  # bare mode: no per-run files, no TensorBoard
+    out.update(per_run_files=0, sample_seeds=0, across_seeds=False)
+  return out
 
 
 def condition_name(rel_name: str) -> str:

@@ -111,6 +111,7 @@ def get_config(arg=None):
   c.output.per_run_files = 4
   c.output.sample_seeds = 4
   c.output.across_seeds = True
+  c.output.minimal = False  # True: bare mode, the loss rows and checkpoints only (docs/guide.md).
 
   # --- Sweep: seeds are the runs axis of one compiled program.
   c.sweep = ml_collections.ConfigDict()

@@ -1,0 +1,70 @@
+"""Bare mode (output.minimal): the loss, checkpoints and resume; nothing else."""
+
+import os
+import shutil
+
+import numpy as np
+
+from configs import timmy as timmy_config
+from tinyjax import loop
+from tinyjax import results
+from tinyjax import train
+
+
+def _cfg(minimal: bool):
+  cfg = timmy_config.get_config()  # the default config: every lens on in full mode
+  with cfg.unlocked():
+    cfg.sweep.seeds = 2
+    cfg.train.steps = 120
+    cfg.train.chunk_steps = 40
+    cfg.checkpoint.every = 40
+    cfg.checkpoint.log_spaced = False
+    cfg.output.minimal = minimal
+  return cfg
+
+
+def test_bare_mode_keeps_the_loss_checkpoints_and_resume(tmp_path):
+  full = train.train_and_evaluate(_cfg(False), str(tmp_path / 'full'), progress=False)
+  bare = train.train_and_evaluate(_cfg(True), str(tmp_path / 'bare'), progress=False)
+  df_full, _ = results.load(str(tmp_path / 'full'))
+  df_bare, _ = results.load(str(tmp_path / 'bare'))
+  # The bare rows: the loss (and what the divergence check and milestones
+  # read), at the same steps as the full mode's rows, with the same values.
+  assert {'loss', 'grad_norm', 'loss/content'} <= set(df_bare.columns)
+  assert not any(c.startswith(('attn', 'probe', 'heldout', 'generation', 'param_norm'))
+                 for c in df_bare.columns), sorted(df_bare.columns)
+  assert len(df_full.columns) > 3 * len(df_bare.columns)
+  key = ['run', 'step']
+  a = df_full.sort_values(key)[['loss', 'loss/content']].to_numpy()
+  b = df_bare.sort_values(key)[['loss', 'loss/content']].to_numpy()
+  assert a.shape == b.shape == (2 * 13, 2)  # steps 0, 10, ..., 110 and the final 120
+  np.testing.assert_allclose(b, a, rtol=1e-6, atol=0)
+  for rf, rb in zip(full['runs'], bare['runs']):
+    assert rb['final']['loss'] == rf['final']['loss']
+    assert rb['generations'] == {} and rf['generations']
+  # Nothing but the columnar rows, the checkpoints and the summary.
+  assert sorted(os.listdir(tmp_path / 'bare')) == ['checkpoints', 'config.json', 'metrics',
+                                                   'summary.json']
+  assert sorted(int(d) for d in os.listdir(tmp_path / 'bare' / 'checkpoints')) == [40, 80, 120]
+  # Resume: the step-40 checkpoint, as after a crash, gives the same run.
+  b = tmp_path / 'bare'
+  for d in os.listdir(b / 'checkpoints'):
+    if int(d) > 40:
+      shutil.rmtree(b / 'checkpoints' / d)
+  os.remove(b / 'summary.json')
+  resumed = train.train_and_evaluate(_cfg(True), str(b), progress=False)
+  assert resumed == bare
+  df_resumed, _ = results.load(str(b))
+  np.testing.assert_array_equal(df_resumed.sort_values(key)['loss'].to_numpy(),
+                                df_bare.sort_values(key)['loss'].to_numpy())
+
+
+def test_a_cost_table_override_switches_one_item_off():
+  from tinyjax import cost
+  cfg = timmy_config.get_config()
+  off = cost.with_overrides(cfg, cost.ITEMS['checkpoints'][1])
+  assert (off.checkpoint.every, off.checkpoint.log_spaced) == (0, False)
+  assert (cfg.checkpoint.every, cfg.checkpoint.log_spaced) == (1000, True)  # a copy
+  assert loop.checkpoint_steps(off) == {cfg.train.steps}
+  bare = cost.with_overrides(cfg, cost.BARE)
+  assert bare.output.minimal and not cfg.output.get('minimal', False)

@@ -1,0 +1,226 @@
+"""The cost table: what each item of the instrument costs in a whole job
+(`python -m tinyjax.bench --cost_table`; docs/benchmarks.md).
+
+Per case (the default Timmy config, RUNS x STEPS), in one process, each job
+compiled from scratch (jit's caches and the persistent compilation cache off):
+
+  switched off  the whole job (train.train_and_evaluate) with one item off,
+                alternated with the full job (--repeats: medians); the item's
+                cost is full - without. Exact up to the run-to-run spread,
+                except that an item switched off may also change what XLA
+                fuses around it.
+  compilation   jax.monitoring's durations in the full job, per jitted
+                function: tracing, lowering to MLIR, XLA compilation. The
+                end-of-run evaluation compiles on a side thread while the
+                chunks run, so part of it overlaps training.
+  profiled      host calls of the full job, timed where they are made: the
+                end-of-run generation (compilation included), the sweep
+                report, summary writes, the checks before training.
+
+Every job records wall and CPU seconds (this process, all threads): on a
+shared machine the CPU seconds are the steadier A/B figure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import time
+
+# A step that never comes: evaluation never runs (its program is still compiled).
+NEVER = 10 ** 9
+LENSES = ('attention', 'probe', 'copying', 'geometry', 'icl', 'fourier')
+
+# key -> (the item, config overrides (dotted paths) that switch it off).
+ITEMS = {
+    'lenses': ('step lenses (all)', {f'lenses.{k}': False for k in LENSES}),
+    'attention': ('lens: attention', {'lenses.attention': False}),
+    'probe': ('lens: probe', {'lenses.probe': False}),
+    'copying': ('lens: copying', {'lenses.copying': False}),
+    'geometry': ('lens: geometry', {'lenses.geometry': False}),
+    'eval': ('evaluation every 50 steps (held-out loss + tracked generations)',
+             {'eval.steps': (NEVER,), 'eval.track_generations': False}),
+    'tracked': ('tracked generations (in the evaluation)', {'eval.track_generations': False}),
+    'checkpoints': ('checkpoints but the final one', {'checkpoint.every': 0,
+                                                      'checkpoint.log_spaced': False}),
+    'files': ('per-run files + TensorBoard', {'output.per_run_files': 0,
+                                              'output.sample_seeds': 0,
+                                              'output.across_seeds': False}),
+}
+BARE = {'output.minimal': True}
+
+
+def with_overrides(cfg, overrides: dict):
+  cfg = cfg.copy_and_resolve_references()
+  with cfg.unlocked():
+    for path, value in overrides.items():
+      *parents, leaf = path.split('.')
+      node = cfg
+      for p in parents:
+        node = node[p]
+      node[leaf] = value
+  return cfg
+
+
+def _cpu():
+  r = resource.getrusage(resource.RUSAGE_SELF)
+  return r.ru_utime + r.ru_stime
+
+
+@contextlib.contextmanager
+def _compile_log():
+  """{event: {function: seconds}} of the jit compilations inside the block."""
+  import jax
+  from jax._src import dispatch
+  names = {dispatch.JAXPR_TRACE_EVENT: 'trace', dispatch.JAXPR_TO_MLIR_MODULE_EVENT: 'lower',
+           dispatch.BACKEND_COMPILE_EVENT: 'compile'}
+  log = {v: {} for v in names.values()}
+
+  def listen(event, seconds, fun_name='?', **_):
+    if event in names:
+      d = log[names[event]]
+      d[fun_name] = d.get(fun_name, 0.0) + seconds
+  jax.monitoring.register_event_duration_secs_listener(listen)
+  try:
+    yield log
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listen)
+
+
+@contextlib.contextmanager
+def _profiled():
+  """{call: seconds} of the host calls of train_and_evaluate worth naming."""
+  from tinyjax import extend
+  from tinyjax import memory
+  from tinyjax import program as program_lib
+  from tinyjax import report
+  from tinyjax import train
+  spent: dict[str, float] = {}
+  patches = [(program_lib.Program, 'generations', 'end-of-run generation'),
+             (report, 'write', 'sweep report (report.md, sweep.png)'),
+             (train, 'write_summary', 'summary.json writes'),
+             (memory, 'check', 'memory check before compiling'),
+             (extend, 'check', 'contract checks (shapes)'),
+             (train, 'prepare_workdir', 'workdir preparation')]
+  saved = []
+  for owner, attr, name in patches:
+    fn = getattr(owner, attr)
+    saved.append((owner, attr, fn))
+
+    def timed(*a, _fn=fn, _name=name, **k):
+      t = time.perf_counter()
+      try:
+        return _fn(*a, **k)
+      finally:
+        spent[_name] = spent.get(_name, 0.0) + time.perf_counter() - t
+    setattr(owner, attr, timed)
+  try:
+    yield spent
+  finally:
+    for owner, attr, fn in saved:
+      setattr(owner, attr, fn)
+
+
+def job(cfg, workdir: str, log_compiles: bool = False) -> dict:
+  """One whole job, compiled from scratch: wall and CPU seconds (and, with
+  log_compiles, the compilation log and the profiled host calls)."""
+  import jax
+  from tinyjax import train
+  train._PROGRAMS.clear()
+  jax.clear_caches()
+  with _compile_log() as comp, _profiled() as prof:
+    t, c = time.perf_counter(), _cpu()
+    train.train_and_evaluate(cfg, workdir, overwrite=True, progress=False)
+    out = {'seconds': time.perf_counter() - t, 'cpu_seconds': _cpu() - c}
+  out['compile_seconds'] = sum(sum(d.values()) for d in comp.values())
+  if log_compiles:
+    out['compile'] = comp
+    out['profiled'] = prof
+  return out
+
+
+def plain_job(cfg, plain_loop) -> dict:
+  import jax
+  jax.clear_caches()
+  t, c = time.perf_counter(), _cpu()
+  plain_loop(cfg, shard=True)
+  return {'seconds': time.perf_counter() - t, 'cpu_seconds': _cpu() - c}
+
+
+def table(cfg, root: str, plain_loop, repeats: int = 1, items: dict | None = None) -> dict:
+  """The cost table of one case (see the module docstring); plain_loop:
+  tinyjax.bench.plain_loop (passed in: bench runs as __main__)."""
+  import jax
+  import numpy as np
+  items = ITEMS if items is None else items
+  runs, steps = cfg.sweep.seeds, cfg.train.steps
+  persistent = jax.config.jax_enable_compilation_cache
+  jax.config.update('jax_enable_compilation_cache', False)  # every job compiles
+  jobs = {'full': lambda: job(cfg, os.path.join(root, 'full'), log_compiles=True),
+          **{k: (lambda o=o: job(with_overrides(cfg, o), os.path.join(root, 'off')))
+             for k, (_, o) in items.items()},
+          'bare mode (output.minimal)': lambda: job(with_overrides(cfg, BARE),
+                                                    os.path.join(root, 'bare')),
+          'plain JAX loop, sharded': lambda: plain_job(cfg, plain_loop)}
+  measured = {k: [] for k in jobs}
+  try:
+    for _ in range(repeats):  # alternated: drift on the machine hits every job
+      for k, fn in jobs.items():
+        measured[k].append(fn())
+  finally:
+    jax.config.update('jax_enable_compilation_cache', persistent)
+  med = lambda k, f: float(np.median([m[f] for m in measured[k]]))
+  whole, whole_cpu = med('full', 'seconds'), med('full', 'cpu_seconds')
+  full = measured['full'][-1]
+  rnd = lambda x: round(x, 2)
+  out = {'runs': runs, 'steps': steps, 'repeats': repeats,
+         'devices': [str(d) for d in jax.devices()],
+         'whole': {'seconds': rnd(whole), 'cpu_seconds': rnd(whole_cpu)},
+         'jobs': {k: {'seconds': rnd(med(k, 'seconds')), 'cpu_seconds': rnd(med(k, 'cpu_seconds')),
+                      'all_seconds': [rnd(m['seconds']) for m in v]}
+                  for k, v in measured.items()},
+         'items': {}, 'compile': {}, 'profiled': {}}
+  for k in items:
+    s, c = whole - med(k, 'seconds'), whole_cpu - med(k, 'cpu_seconds')
+    out['items'][k] = {'item': items[k][0], 'seconds': rnd(s), 'share': round(s / whole, 3),
+                       'cpu_seconds': rnd(c), 'method': 'switched off'}
+  for stage, funs in full['compile'].items():
+    for fun, s in funs.items():
+      if s >= 0.05:
+        out['compile'].setdefault(fun, {})[stage] = rnd(s)
+  comp = sum(sum(v.values()) for v in full['compile'].values())
+  out['compile_total'] = {'seconds': rnd(comp), 'share': round(comp / whole, 3),
+                          'method': 'jax.monitoring (per function: trace, lower, compile)'}
+  for name, s in full['profiled'].items():
+    out['profiled'][name] = {'seconds': rnd(s), 'share': round(s / whole, 3),
+                             'method': 'timed host call'}
+  for k in ('bare mode (output.minimal)', 'plain JAX loop, sharded'):
+    out['jobs'][k]['ratio_full_to_it'] = round(whole / med(k, 'seconds'), 3)
+  out['ratio'] = {'full_vs_plain': round(whole / med('plain JAX loop, sharded', 'seconds'), 3),
+                  'bare_vs_plain': round(med('bare mode (output.minimal)', 'seconds')
+                                         / med('plain JAX loop, sharded', 'seconds'), 3)}
+  return out
+
+
+def describe(t: dict) -> str:
+  """The printed table of one case."""
+  w = t['whole']
+  lines = [f"{t['runs']} runs x {t['steps']} steps, default Timmy config: whole job "
+           f"{w['seconds']} s ({w['cpu_seconds']} CPU s)",
+           f"  {'item':<52} {'seconds':>8} {'share':>6} {'CPU s':>7}  how"]
+  row = lambda name, d: (f"  {name:<52} {d['seconds']:>8} {d['share']:>6.1%} "
+                         f"{d.get('cpu_seconds', ''):>7}  {d['method']}")
+  for k, d in t['items'].items():
+    lines.append(row(d['item'], d))
+  lines.append(row('compilation (all programs)', {**t['compile_total'], 'cpu_seconds': ''}))
+  for fun, d in sorted(t['compile'].items(), key=lambda kv: -sum(kv[1].values())):
+    lines.append(f"    {fun:<50} " + ', '.join(f'{k} {v} s' for k, v in d.items()))
+  for k, d in t['profiled'].items():
+    lines.append(row(k, {**d, 'cpu_seconds': ''}))
+  for k in ('bare mode (output.minimal)', 'plain JAX loop, sharded'):
+    d = t['jobs'][k]
+    lines.append(f"  {k:<52} {d['seconds']:>8} s whole ({d['cpu_seconds']} CPU s)")
+  lines.append(f"  ratio to the sharded plain loop: full {t['ratio']['full_vs_plain']}x, "
+               f"bare {t['ratio']['bare_vs_plain']}x")
+  return '\n'.join(lines)

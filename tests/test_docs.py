@@ -248,6 +248,7 @@ LONG = {
     'python experiments/llc_calibration.py --workdir W --name grokking_small',
     'python experiments/pillmish_results.py',
     'python experiments/time_steps.py configs/guppylm.py --steps 20 --chunk 20 --log_every 10',
+    'python experiments/guppylm_results.py',
     'python experiments/time_steps.py configs/timmy.py --seeds 64 --chunk 1000 --steps 2000',
     'python experiments/timmy_mechanism.py',
     'python experiments/timmy_run.py',

@@ -140,6 +140,7 @@ def test_a_workdir_that_is_a_file_is_refused(timmy, tmp_path):
   assert f.read_text() == 'precious'
 
 
+@pytest.mark.slow  # duplicates tests/test_docs.py::test_the_short_commands_run_as_written
 def test_cli_trains_and_generates(tmp_path):
   w = str(tmp_path / 'w')
   # The program of _short's runs above: the process reads it from JAX's

@@ -6,9 +6,9 @@ Runs, one after the other (each is the command the page prints):
   full1k  python -m tinyjax.run --config configs/guppylm.py --workdir runs/guppylm_full1k
             --config.train.steps=1000 --noprogress
           (the full 8,726,016-parameter model, the first 1,000 of its 10,000 steps;
-          ~19 min on a 2-core CPU)
+          19 min 25 s on the 2-core CPU under load, per the page's log)
   cpu     python -m tinyjax.run --config configs/guppylm.py:cpu --workdir runs/guppylm_cpu
-            --noprogress  (~7 min)
+            --noprogress  (6 min 49 s under load, per the page's log)
   onnx    python -m tinyjax.export_onnx --workdir runs/guppylm_full1k
             --out runs/guppylm_onnx/guppy.onnx --quantize uint8  (needs
             requirements-export.txt; reads the export's own check, guppy.onnx.check.json)

@@ -20,8 +20,8 @@ experiments/results/guppylm.md (the page's tables). A stage whose workdir is
 already complete is read, not rerun (its time is the one this script stored in the
 workdir when it trained it, else "reused": not measured).
 The losses do not depend on the machine's load; the wall times do: each part
-records the load average, and a time measured with a load above the core count is
-labelled "under load" in the .md.
+records the load average, and a time measured with a 1-minute load average above
+half the core count (before or after) is labelled "under load" in the .md.
 """
 
 import argparse

@@ -254,6 +254,7 @@ LONG = {
     'python experiments/llc_calibration.py --workdir W --name grokking_small',
     'python experiments/pillmish_results.py',
     'python experiments/time_steps.py configs/guppylm.py --steps 20 --chunk 20 --log_every 10',
+    'python experiments/guppylm_results.py',
     'python experiments/time_steps.py configs/timmy.py --seeds 64 --chunk 1000 --steps 2000',
     'python experiments/timmy_mechanism.py',
     'python experiments/timmy_run.py',
@@ -373,13 +374,23 @@ def test_the_static_check_catches_a_wrong_command():
 
 
 def test_the_short_commands_run_as_written(tmp_path):
+  """Also the CLI's end to end check (train, then generate from the workdir)."""
   env = dict(os.environ, JAX_PLATFORMS='cpu')
+  out = []
   for command in SMOKE:
     args = shlex.split(command.replace('runs/timmy_smoke', str(tmp_path / 'timmy_smoke')))
     args[0] = sys.executable
     r = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, (command, r.stderr[-2000:])
-  # generate printed a continuation of trained colours (the smoke run is on the plateau).
+    out.append(r.stdout)
+  run, gen = out
+  assert '6,560 parameters' in run and "generate 'violet'" in run, run
+  w = tmp_path / 'timmy_smoke'
+  assert (w / 'seed=0' / 'metrics.jsonl').exists()
+  # generate printed the run's own greedy continuation of 'blue', trained
+  # colours (the smoke run is on the plateau).
+  summary = json.loads((w / 'summary.json').read_text())
+  assert gen.rstrip('\n') == summary['runs'][0]['generations']['blue']
   from configs import timmy
-  words = r.stdout.split()
-  assert words and set(words) <= set(timmy.COLOURS), r.stdout
+  words = gen.split()
+  assert words and set(words) <= set(timmy.COLOURS), gen

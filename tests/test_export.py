@@ -56,8 +56,7 @@ def timmy_workdir(tmp_path_factory):
   with c.unlocked():
     c.train.update(steps=200, chunk_steps=50)
     c.checkpoint.update(every=0, log_spaced=False, steps=(0, 50, 100, 150))
-    c.eval.track_generations = False
-    c.sweep.seeds = 2
+    c.sweep.seeds = 2  # the program of tests/test_faults.py's runs: compiled once
     c.report.loss_at = (100,)
   return _train(c, tmp_path_factory, 'timmy')
 
@@ -360,19 +359,23 @@ def test_what_cannot_be_expressed_is_refused_by_name():
 def test_export_mistakes_exit_2_with_one_line(tiny_llm_workdir, tmp_path):
   (tmp_path / 'file').write_text('not a directory')
   w = tiny_llm_workdir
+  # Two real processes: a flag absl refuses, and a ConfigError raised by the export.
   for args, needle in (
       (['--format', 'pt', '--workdir', w, '--out', str(tmp_path / 'o')], '--format'),
-      (['--format', 'hf', '--workdir', w, '--out', str(tmp_path / 'o')], 'model.unembed_bias'),
       (['--format', 'transformer_lens', '--workdir', w, '--out', str(tmp_path / 'o'),
-        '--step', '3'], '--step: 3'),
-      (['--format', 'transformer_lens', '--workdir', w, '--out', str(tmp_path / 'file')],
-       '--out')):
+        '--step', '3'], '--step: 3')):
     r = run_cli('-m', 'tinyjax.export', *args)
     assert r.returncode == 2 and r.stderr.count('\n') == 1 and needle in r.stderr, (args, r.stderr)
+  assert not os.path.exists(tmp_path / 'o')
   # The same ConfigError (one line, exit 2 from the CLI) without a process each:
-  for kwargs, needle in ((dict(step=10, every_checkpoint=True), '--every_checkpoint'),
-                         (dict(run='seed=7'), "--run: 'seed=7' is not a run"),
-                         (dict(step=5), '--step: 5 is not a checkpoint')):
-    with pytest.raises(ConfigError, match=needle):
-      export.export('transformer_lens', w, str(tmp_path / 'o2'), **kwargs)
+  for fmt, out, kwargs, needle in (
+      ('hf', 'o2', {}, 'model.unembed_bias'),
+      ('transformer_lens', 'file', {}, '--out'),
+      ('transformer_lens', 'o2', dict(step=10, every_checkpoint=True), '--every_checkpoint'),
+      ('transformer_lens', 'o2', dict(run='seed=7'), "--run: 'seed=7' is not a run"),
+      ('transformer_lens', 'o2', dict(step=5), '--step: 5 is not a checkpoint')):
+    with pytest.raises(ConfigError, match=needle) as e:
+      export.export(fmt, w, str(tmp_path / out), **kwargs)
+    assert '\n' not in str(e.value), needle
     assert not os.path.exists(tmp_path / 'o2')
+  assert (tmp_path / 'file').read_text() == 'not a directory'

@@ -66,7 +66,7 @@ def reference(tmp_path_factory):
   rows, jsonl = _rows(w)
   for name, r in rows.items():  # none missing, none twice
     assert [x['step'] for x in r] == list(range(0, STEPS + 1, 10)), name
-  return summary, rows, jsonl
+  return summary, rows, jsonl, w
 
 
 def _ckpts(w):
@@ -119,7 +119,7 @@ CASES = [
 @pytest.mark.parametrize('where,owner,attr,n,exc,kind', CASES, ids=[c[0] for c in CASES])
 def test_a_write_fault_is_one_message_and_a_rerun_resumes_exactly(
     reference, tmp_path, monkeypatch, where, owner, attr, n, exc, kind):
-  ref_summary, ref_rows, ref_jsonl = reference
+  ref_summary, ref_rows, ref_jsonl, ref_w = reference
   w = tmp_path / 'w'
   before = set(threading.enumerate())
   _fail_at(monkeypatch, owner, attr, n, exc)
@@ -146,7 +146,7 @@ def test_a_write_fault_is_one_message_and_a_rerun_resumes_exactly(
 
 def test_the_device_out_of_memory_is_one_message_and_a_rerun_resumes_exactly(
     reference, tmp_path, monkeypatch):
-  ref_summary, ref_rows, ref_jsonl = reference
+  ref_summary, ref_rows, ref_jsonl, ref_w = reference
   w = tmp_path / 'w'
   real = train.program_for
 
@@ -184,9 +184,9 @@ def test_the_device_out_of_memory_is_one_message_and_a_rerun_resumes_exactly(
 
 def test_an_empty_newest_checkpoint_folder_is_set_aside_and_the_run_resumes_exactly(
     reference, tmp_path, capsys):
-  ref_summary, ref_rows, ref_jsonl = reference
+  ref_summary, ref_rows, ref_jsonl, ref_w = reference
   w = tmp_path / 'w'
-  train.train_and_evaluate(_cfg(), str(w), progress=False)
+  shutil.copytree(ref_w, w)  # the reference run, trained once for the module
   newest = w / 'checkpoints' / str(STEPS)
   shutil.rmtree(newest)  # a crash (or fsck) emptied it
   newest.mkdir()

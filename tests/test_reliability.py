@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,13 +59,24 @@ def _cfg(timmy, steps=200, seeds=0):
   return timmy
 
 
-def test_same_config_and_seed_give_bitwise_identical_metrics(timmy, tmp_path):
-  cfg = _cfg(timmy, steps=100)
-  a = train.train_and_evaluate(cfg, str(tmp_path / 'a'), progress=False)
-  b = train.train_and_evaluate(cfg, str(tmp_path / 'b'), progress=False)
-  assert a == b
-  read = lambda d: open(tmp_path / d / 'seed=0' / 'metrics.jsonl').read()
-  assert read('a') == read('b')
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory):
+  """Timmy 200 steps, uninterrupted: (summary, workdir). The determinism, the
+  truncated-checkpoint and the full-disk tests compare their runs with it
+  (one training instead of one each)."""
+  from tests.conftest import lenses_off
+  from configs import timmy
+  w = tmp_path_factory.mktemp('ref') / 'w'
+  return train.train_and_evaluate(_cfg(lenses_off(timmy.get_config())), str(w),
+                                  progress=False), w
+
+
+def test_same_config_and_seed_give_bitwise_identical_metrics(timmy, tmp_path, reference):
+  ref, ref_w = reference
+  b = train.train_and_evaluate(_cfg(timmy), str(tmp_path / 'b'), progress=False)
+  assert b == ref
+  read = lambda w: open(w / 'seed=0' / 'metrics.jsonl').read()
+  assert read(tmp_path / 'b') == read(ref_w)
 
 
 def _cli(workdir, *extra):
@@ -132,13 +144,13 @@ def test_sigint_finishes_the_chunk_checkpoints_summarises_and_exits_130(tmp_path
   assert [r['step'] for r in rows] == list(range(0, stopped + 1, 10))
 
 
-def test_truncated_newest_checkpoint_is_detected_and_the_previous_one_used(timmy, tmp_path,
-                                                                         capsys):
-  cfg = _cfg(timmy, steps=150)
-  ref = train.train_and_evaluate(cfg, str(tmp_path / 'ref'), progress=False)
+def test_truncated_newest_checkpoint_is_detected_and_the_previous_one_used(
+    timmy, tmp_path, capsys, reference):
+  cfg = _cfg(timmy)
+  ref, ref_w = reference
   w = tmp_path / 'w'
-  train.train_and_evaluate(cfg, str(w), progress=False)
-  newest = w / 'checkpoints' / '150'
+  shutil.copytree(ref_w, w)  # the same run, trained once (the reference)
+  newest = w / 'checkpoints' / '200'
   files = [os.path.join(d, f) for d, _, fs in os.walk(newest) for f in fs
            if os.path.getsize(os.path.join(d, f)) > 64 and 'ocdbt.process' in d]
   assert files
@@ -153,22 +165,23 @@ def test_truncated_newest_checkpoint_is_detected_and_the_previous_one_used(timmy
   assert again == ref
   # The README's promise: a warning, the damaged checkpoint moved to
   # checkpoints.unreadable/ (kept, its cut files as they were), the previous
-  # one (100) used, and step 150 saved again in its place.
+  # one (150) used, and step 200 saved again in its place.
   out = capsys.readouterr().out
-  moved = w / 'checkpoints.unreadable' / '150'
-  assert (f'tinyjax: warning: checkpoint at step 150 is unreadable (moved to {moved}); '
+  moved = w / 'checkpoints.unreadable' / '200'
+  assert (f'tinyjax: warning: checkpoint at step 200 is unreadable (moved to {moved}); '
           'trying an older one' in out.splitlines()), out
-  assert 'step 100 is unreadable' not in out
-  assert sorted(os.listdir(w / 'checkpoints.unreadable')) == ['150']
+  assert 'step 150 is unreadable' not in out
+  assert sorted(os.listdir(w / 'checkpoints.unreadable')) == ['200']
   for rel, size in cut.items():
     assert os.path.getsize(moved / rel) == size, rel
-  assert sorted(int(s) for s in os.listdir(w / 'checkpoints') if s.isdigit()) == [50, 100, 150]
+  assert sorted(int(s) for s in os.listdir(w / 'checkpoints') if s.isdigit()) == [
+      50, 100, 150, 200]
 
 
-def test_a_full_disk_gives_a_clear_error_and_earlier_checkpoints_resume(timmy, tmp_path,
-                                                                       monkeypatch):
+def test_a_full_disk_gives_a_clear_error_and_earlier_checkpoints_resume(
+    timmy, tmp_path, monkeypatch, reference):
   cfg = _cfg(timmy, steps=200)
-  ref = train.train_and_evaluate(cfg, str(tmp_path / 'ref'), progress=False)
+  ref, _ = reference
   real = writer.RunWriter.write
 
   def write(self, step, metrics):
@@ -199,8 +212,8 @@ def test_an_unwritable_workdir_is_a_clear_error(timmy, tmp_path):
     train.train_and_evaluate(_cfg(timmy, steps=20), str(blocker / 'w'), progress=False)
 
 
-def test_generate_refuses_an_out_of_vocabulary_prompt(timmy, tmp_path):
-  train.train_and_evaluate(_cfg(timmy, steps=20), str(tmp_path), progress=False)
+def test_generate_refuses_an_out_of_vocabulary_prompt(reference):
+  _, w = reference  # generate only reads the workdir
   with pytest.raises(ConfigError, match="--prompt: .*'purple'"):
-    generate.generate(str(tmp_path), ['purple'])
-  assert generate.generate(str(tmp_path), ['blue'])['blue'].startswith(' ')
+    generate.generate(str(w), ['purple'])
+  assert generate.generate(str(w), ['blue'])['blue'].startswith(' ')

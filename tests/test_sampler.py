@@ -127,8 +127,8 @@ def test_temperature_zero_is_greedy_and_a_key_reproduces():
   model, vocab, _ = _model('timmy', scale=10.0)
   prompts, lengths = _prompts(vocab, [2, 3])
   hot = sampler.Settings(temperature=1.0).arrays()
-  run = lambda seed: np.asarray(sampler.sample(model, prompts, lengths, 20,
-                                               jax.random.key(seed), hot)[0])
+  jitted = jax.jit(lambda key: sampler.sample(model, prompts, lengths, 20, key, hot)[0])
+  run = lambda seed: np.asarray(jitted(jax.random.key(seed)))
   assert (run(7) == run(7)).all()
   assert (run(7) != run(8)).any()
 
@@ -170,9 +170,12 @@ def test_a_constraint_masks_every_step(temperature, top_k):
   model, vocab, _ = _model('timmy', scale=10.0)
   prompts, lengths = _prompts(vocab, [2, 4, 1])
   s = sampler.Settings(temperature, top_k).arrays()
+  # One program for the three keys (eagerly, each call would trace and
+  # compile the decoding loop again).
+  run = jax.jit(lambda key: sampler.sample(model, prompts, lengths, 12, key, s,
+                                           constraint=_EvenThenOdd(vocab))[0])
   for seed in range(3):
-    toks, _ = sampler.sample(model, prompts, lengths, 12, jax.random.key(seed), s,
-                             constraint=_EvenThenOdd(vocab))
+    toks = run(jax.random.key(seed))
     assert (np.asarray(toks) % 2 == np.arange(12) % 2).all()
 
 

@@ -8,15 +8,17 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.conftest import LENSES_OFF_FLAGS, run_cli
+from tests.conftest import LENSES_OFF_FLAGS, lenses_off, run_cli
 from tinyjax import sweep
 from tinyjax import train
 from tinyjax import writer
 
 
 def _small(cfg, steps=60, seeds=3, lrs=()):
+  # Chunks of 50 (a checkpoint at 30 splits the first): a single run is then the
+  # program of tests/test_train.py's, compiled once for the suite.
   with cfg.unlocked():
-    cfg.train.steps, cfg.train.chunk_steps, cfg.checkpoint.every = steps, 30, 30
+    cfg.train.steps, cfg.train.chunk_steps, cfg.checkpoint.every = steps, 50, 30
     cfg.checkpoint.log_spaced = False
     cfg.sweep.seeds, cfg.sweep.lrs = seeds, lrs
   return cfg
@@ -47,16 +49,30 @@ def _final(summary):
   return {r['name']: r for r in summary['runs']}
 
 
-def test_a_run_in_a_sweep_matches_the_same_run_alone(timmy, tmp_path):
-  cfg = _small(timmy, seeds=3, lrs=(0.03, 0.1))
-  swept = _final(train.train_and_evaluate(cfg, str(tmp_path / 's'), progress=False))
+@pytest.fixture(scope='module')
+def six_runs(tmp_path_factory):
+  """Timmy, 2 learning rates x 3 seeds, 60 steps, in a workdir of more runs
+  (6) than output.per_run_files (4): metrics.jsonl for seeds 0 and 1 only.
+  Trained once for the two tests below: (config, workdir, summary)."""
+  from configs import timmy
+  cfg = _small(lenses_off(timmy.get_config()), steps=60, seeds=3, lrs=(0.03, 0.1))
   with cfg.unlocked():
-    cfg.sweep.seeds, cfg.sweep.lrs, cfg.seed, cfg.optimizer.lr = 0, (), 2, 0.03
+    cfg.output = {'per_run_files': 4, 'sample_seeds': 2, 'across_seeds': True}
+  w = tmp_path_factory.mktemp('six') / 'big'
+  return cfg, w, train.train_and_evaluate(cfg, str(w), progress=False)
+
+
+def test_a_run_in_a_sweep_matches_the_same_run_alone(six_runs, tmp_path):
+  cfg, s, summary = six_runs
+  swept = _final(summary)
+  cfg = cfg.copy_and_resolve_references()
+  with cfg.unlocked():
+    cfg.sweep.seeds, cfg.sweep.lrs, cfg.seed, cfg.optimizer.lr = 0, (), 1, 0.03
   alone = train.train_and_evaluate(cfg, str(tmp_path / 'a'), progress=False)['runs'][0]
-  assert alone['name'] == 'seed=2'
-  twin = swept['lr=0.03/seed=2']
-  rows_s = writer.read_jsonl(str(tmp_path / 's' / 'lr=0.03' / 'seed=2' / 'metrics.jsonl'))
-  rows_a = writer.read_jsonl(str(tmp_path / 'a' / 'seed=2' / 'metrics.jsonl'))
+  assert alone['name'] == 'seed=1'
+  twin = swept['lr=0.03/seed=1']
+  rows_s = writer.read_jsonl(str(s / 'lr=0.03' / 'seed=1' / 'metrics.jsonl'))
+  rows_a = writer.read_jsonl(str(tmp_path / 'a' / 'seed=1' / 'metrics.jsonl'))
   assert [r['step'] for r in rows_s] == [r['step'] for r in rows_a]
   # Every logged metric (the README's promise), per key: the same keys, the
   # same missing values (None / NaN), numbers within 1e-5 of each other
@@ -78,28 +94,23 @@ def test_a_run_in_a_sweep_matches_the_same_run_alone(timmy, tmp_path):
   assert twin['generations'] == alone['generations']
   # Another seed is another init; another lr another curve.
   assert swept['lr=0.03/seed=0']['final']['loss'] != twin['final']['loss']
-  assert swept['lr=0.1/seed=2']['final']['loss'] < twin['final']['loss']
-  assert os.path.exists(tmp_path / 's' / 'report.md')
-  assert os.path.exists(tmp_path / 's' / 'sweep.png')
+  assert swept['lr=0.1/seed=1']['final']['loss'] < twin['final']['loss']
+  assert os.path.exists(s / 'report.md')
+  assert os.path.exists(s / 'sweep.png')
   # The whole sweep as one table: run, swept values, step, metrics.
   from tinyjax import results
-  df, summary = results.load(str(tmp_path / 's'))
+  df, summary = results.load(str(s))
   assert list(df.columns[:4]) == ['run', 'lr', 'seed', 'step']
   assert len(df) == 6 * len(rows_s) and df['run'].nunique() == 6
-  twin_rows = df[(df.lr == 0.03) & (df.seed == 2)]
+  twin_rows = df[(df.lr == 0.03) & (df.seed == 1)]
   assert twin_rows['loss'].tolist() == [r['loss'] for r in rows_s]
   assert summary['runs'][0]['name'] == df['run'].iloc[0]
 
 
-def test_a_big_sweep_writes_every_run_columnar_a_sample_per_run_and_seed_quantiles(
-    timmy, tmp_path):
+def test_a_big_sweep_writes_every_run_columnar_a_sample_per_run_and_seed_quantiles(six_runs):
   from tensorboard.backend.event_processing import event_accumulator
   from tinyjax import results
-  cfg = _small(timmy, steps=60, seeds=3, lrs=(0.03, 0.1))
-  with cfg.unlocked():
-    cfg.output = {'per_run_files': 4, 'sample_seeds': 2, 'across_seeds': True}
-  w = tmp_path / 'big'
-  summary = train.train_and_evaluate(cfg, str(w), progress=False)
+  _, w, summary = six_runs
   # 6 runs > 4: per-run files for seeds 0 and 1 of each learning rate only.
   with_files = {r['name'] for r in summary['runs'] if r['files']}
   assert with_files == {f'lr={lr}/seed={s}' for lr in ('0.03', '0.1') for s in (0, 1)}
@@ -182,7 +193,7 @@ def test_four_devices_give_the_same_metrics_as_one(timmy, tmp_path):
   assert r.returncode == 0 and 'sharded over 4' in r.stdout, r.stderr[-2000:]
   w4 = str(tmp_path / 'four')
   r = run_cli('-m', 'tinyjax.run', '--config', 'configs/timmy.py', '--config.sweep.seeds=6',
-              '--config.train.steps=60', '--config.train.chunk_steps=30',
+              '--config.train.steps=60', '--config.train.chunk_steps=50',
               '--config.checkpoint.every=30', '--config.checkpoint.log_spaced=false',
               '--workdir', w4, '--noprogress', '--cpu_devices=4', *LENSES_OFF_FLAGS)
   assert r.returncode == 0, r.stderr[-2000:]

@@ -172,7 +172,7 @@ def interleave(name, tj_run, torch_run, repeats, torch_steps, out):
   return out
 
 
-def bench_tiny_llm(repeats):
+def bench_tiny_llm(repeats, torch_steps=0):
   import numpy as np
   import torch
   import torch_models
@@ -191,13 +191,13 @@ def bench_tiny_llm(repeats):
   p = matmul_params(c, info['vocab'])
   f = flops(p, c.model.n_layers, c.model.d_model, 32, 128)
   out.update(p_matmul=p, flop_per_step=f)
-  interleave('tiny_llm', tj_run, step, repeats, log_every, out)
+  interleave('tiny_llm', tj_run, step, repeats, torch_steps or log_every, out)
   out['tinyjax_peak_share'] = f / (out['tinyjax_ms'] / 1e3) / PEAK_FLOPS
   out['torch_peak_share'] = f / (out['torch_ms'] / 1e3) / PEAK_FLOPS
   return out
 
 
-def bench_guppylm(repeats, log_every):
+def bench_guppylm(repeats, log_every, torch_steps=0):
   import numpy as np
   import torch
   import torch_models
@@ -215,7 +215,7 @@ def bench_guppylm(repeats, log_every):
          'log_every': log_every, 'tinyjax': info,
          'torch_params': sum(p.numel() for p in model.parameters()),
          'torch_first_step_s': t_first.wall, 'torch_compile_s': 0.0}
-  interleave('guppylm', tj_run, step, repeats, log_every, out)
+  interleave('guppylm', tj_run, step, repeats, torch_steps or log_every, out)
   t = info['seq_len']
   p = matmul_params(c, info['vocab'])
   torch_t = st['positions'] / (32 * (st['step'] - 1))  # mean padded length of its batches
@@ -303,6 +303,8 @@ def main():
   ap.add_argument('--repeats', type=int, default=5)
   ap.add_argument('--guppy_log_every', type=int, default=10,
                   help='GuppyLM chunk (= log_every) in the timing rounds (the config: 100)')
+  ap.add_argument('--torch_steps', type=int, default=0,
+                  help='torch steps per round (0 = as many as the tinyjax chunk runs)')
   ap.add_argument('--first_step', default='tiny_llm,guppylm,pillmish')
   ap.add_argument('--out', default=os.path.join(ROOT, 'experiments/results/torch_reference.json'))
   ap.add_argument('--child', nargs=2, metavar=('CONFIG', 'WORKDIR'), help=argparse.SUPPRESS)
@@ -334,9 +336,9 @@ def main():
   result['jax_version'] = jax.__version__
   for name in [s for s in a.systems.split(',') if s]:
     if name == 'tiny_llm':
-      r = bench_tiny_llm(a.repeats)
+      r = bench_tiny_llm(a.repeats, a.torch_steps)
     elif name == 'guppylm':
-      r = bench_guppylm(a.repeats, a.guppy_log_every)
+      r = bench_guppylm(a.repeats, a.guppy_log_every, a.torch_steps)
     else:
       raise SystemExit(f'--systems: unknown {name!r}; use tiny_llm, guppylm')
     result['systems'][name] = r

@@ -297,8 +297,32 @@ def first_step(name, cache_dir):
   return {'from_process_start_s': wall, **marks}
 
 
+def table(path):
+  """The docs' tables (docs/benchmarks.md) from a stored JSON."""
+  r = json.load(open(path))
+  print(f'Load average {r["machine"]["loadavg_start"][0]:.1f} at the start, '
+        f'{r["machine"]["loadavg_end"][0]:.1f} at the end; {r["total_s"]:.0f} s in all.\n')
+  print('| system | tinyjax ms/step | torch ms/step | ratio | ratio (CPU s) | tinyjax peak share '
+        '| torch peak share | tinyjax compile s | first step s (tinyjax / torch) |')
+  print('|---|---|---|---|---|---|---|---|---|')
+  for name, s in r['systems'].items():
+    print(f'| {name} | {s["tinyjax_ms"]:.0f} | {s["torch_ms"]:.0f} | {s["ratio"]:.2f}x | '
+          f'{s["ratio_cpu"]:.2f}x | {s["tinyjax_peak_share"]:.0%} | {s["torch_peak_share"]:.0%} | '
+          f'{s["tinyjax"]["compile_s"]:.1f} | {s["tinyjax"]["first_step_s"]:.2f} / '
+          f'{s["torch_first_step_s"]:.2f} |')
+  print('\n| config | first step, fresh | with the cache | cache hits (cached run) '
+        '| backend compile s (fresh / cached) |')
+  print('|---|---|---|---|---|')
+  for name, f in r['first_step'].items():
+    print(f'| {name} | {f["fresh"]["from_process_start_s"]:.1f} s | '
+          f'{f["cached"]["from_process_start_s"]:.1f} s | {f["cached"]["cache_hits"]} of '
+          f'{f["cached"]["cache_hits"] + f["cached"]["cache_misses"]} | '
+          f'{f["fresh"]["backend_compile_s"]:.1f} / {f["cached"]["backend_compile_s"]:.1f} |')
+
+
 def main():
   ap = argparse.ArgumentParser()
+  ap.add_argument('--table', metavar='JSON', help='print the docs\' tables from a stored JSON')
   ap.add_argument('--systems', default='tiny_llm,guppylm')
   ap.add_argument('--repeats', type=int, default=5)
   ap.add_argument('--guppy_log_every', type=int, default=10,
@@ -311,6 +335,8 @@ def main():
   a = ap.parse_args()
   if a.child:
     return child(*a.child)
+  if a.table:
+    return table(a.table)
   os.environ.setdefault('JAX_PLATFORMS', 'cpu')
   t_all = time.perf_counter()
   result = {'command': 'python experiments/torch_reference.py ' + ' '.join(sys.argv[1:]),

@@ -69,3 +69,9 @@ def test_compile_cache_setting(tmp_path):
   out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
                        check=True).stdout.split()
   assert out[0] == 'None'
+  # JAX's own setting (here the tests' shared folder) is used as JAX is configured.
+  del env['TINYJAX_COMPILATION_CACHE']
+  env['JAX_COMPILATION_CACHE_DIR'] = str(tmp_path / 'jax')
+  out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
+                       check=True).stdout.split()
+  assert out == [str(tmp_path / 'jax')] * 2 + ['-1']

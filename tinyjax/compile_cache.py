@@ -3,17 +3,20 @@ the same config loads its compiled programs from disk instead of compiling
 them again (tiny-llm: ~45 s of compilation before the first step, a few
 seconds from the cache).
 
-Where: $TINYJAX_COMPILATION_CACHE if set ('' or 'off' turns the cache off),
-else JAX's own setting if one was made (JAX_COMPILATION_CACHE_DIR or
-jax.config's jax_compilation_cache_dir), else ~/.cache/tinyjax/jax (under
+Where: $TINYJAX_COMPILATION_CACHE if set ('' or 'off': tinyjax does not
+turn a cache on), else JAX's own setting if one was made
+(JAX_COMPILATION_CACHE_DIR or jax.config's jax_compilation_cache_dir; then
+used exactly as JAX is configured), else ~/.cache/tinyjax/jax (under
 $XDG_CACHE_HOME if set). Entries are keyed by the program, the jax/jaxlib
 version, the compiler options and the devices, so a stale entry is never
 used; delete the folder to reclaim the space.
 
-Several processes may share it (a sweep's jobs, the test workers): the size
-cap below turns on JAX's file lock around every read and write, so no process
-reads an entry another is still writing; the least recently used entries are
-deleted beyond the cap.
+Several processes may share tinyjax's folder (a sweep's jobs, two runs at
+once): the size cap below turns on JAX's file lock around every read and
+write, so no process reads an entry another is still writing; the least
+recently used entries are deleted beyond the cap. Do not point
+TINYJAX_COMPILATION_CACHE at a folder that JAX programs without that cap
+also write (their entries lack the access times the eviction reads).
 """
 
 from __future__ import annotations
@@ -38,7 +41,12 @@ def enable() -> str | None:
   env = os.environ.get('TINYJAX_COMPILATION_CACHE')
   if env is not None and env.strip().lower() in ('', 'off', '0', 'false', 'none'):
     return None
-  path = env or jax.config.jax_compilation_cache_dir or default_dir()
+  if env is None and jax.config.jax_compilation_cache_dir:
+    # JAX's own setting (JAX_COMPILATION_CACHE_DIR; the tests set one) is left
+    # exactly as it is: processes that do not evict may share that folder, and
+    # JAX's eviction expects every entry to have its access-time file.
+    return jax.config.jax_compilation_cache_dir
+  path = env or default_dir()
   try:
     import filelock  # noqa: F401  (JAX's lock; without it, no shared cache)
   except ImportError:

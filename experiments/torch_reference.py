@@ -36,8 +36,9 @@ and the share of peak FLOP/s:
 trains as tinyjax.run does and exits after step 0 has run), fresh (an empty
 persistent compilation cache) and again with that cache filled (a rerun).
 
-Writes JSON (--out). Timings on a shared machine are upper bounds: the JSON
-records the load average and the CPU time other processes used.
+Writes JSON (--out); --table JSON prints docs/benchmarks.md's tables from it.
+Timings on a shared machine are upper bounds: the JSON records the load
+average and the CPU time other processes used.
 """
 
 from __future__ import annotations
@@ -303,7 +304,7 @@ def table(path):
   print(f'Load average {r["machine"]["loadavg_start"][0]:.1f} at the start, '
         f'{r["machine"]["loadavg_end"][0]:.1f} at the end; {r["total_s"]:.0f} s in all.\n')
   print('| system | tinyjax ms/step | torch ms/step | ratio | ratio (CPU s) | tinyjax peak share '
-        '| torch peak share | tinyjax compile s | first step s (tinyjax / torch) |')
+        '| torch peak share | tinyjax compile s | first step s, compiled (tinyjax / torch) |')
   print('|---|---|---|---|---|---|---|---|---|')
   for name, s in r['systems'].items():
     print(f'| {name} | {s["tinyjax_ms"]:.0f} | {s["torch_ms"]:.0f} | {s["ratio"]:.2f}x | '

@@ -28,6 +28,7 @@ import threading
 import jax
 
 from tinyjax import checkpoint as ckpt_lib
+from tinyjax import compile_cache
 from tinyjax import distributed
 from tinyjax import extend
 from tinyjax import faults
@@ -159,6 +160,7 @@ def load_config(workdir: str):
 def train_and_evaluate(config, workdir: str, overwrite: bool = False,
                        progress: bool = True) -> dict:
   """Trains every run of `config` into `workdir`; returns the summary dict."""
+  compile_cache.enable()  # a rerun or resume loads its programs (tinyjax.compile_cache)
   validate.check(config)
   groups = sweep_lib.expand(config)
   # All errors before any write; a resumed text task keeps its saved tokenizer.

@@ -248,7 +248,7 @@ def describe(r: dict) -> str:
   """The printed line of one case."""
   s = r['seconds']
   line = (f"{r['runs']} runs x {r['steps']} steps"
-          + (' (compilation cache warm)' if r.get('warm_cache') else '') + ": tinyjax {s['tinyjax']} s, plain JAX "
+          + (' (compilation cache warm)' if r.get('warm_cache') else '') + f": tinyjax {s['tinyjax']} s, plain JAX "
           f"{s['plain']} s -> {r['ratio']}x"
           + (f" (plain JAX on one device {s['plain_1']} s -> {r['ratio_vs_plain_1']}x)"
              if 'plain_1' in s else ''))

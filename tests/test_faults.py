@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 
 import jax
 import orbax.checkpoint as ocp
@@ -132,7 +133,11 @@ def test_a_write_fault_is_one_message_and_a_rerun_resumes_exactly(
   assert str(e.value) == (f'{what} writing {exc.filename}; {step}; {todo}, then rerun the '
                           'same command to resume')
   assert e.value.status == 2
-  # The writer's and orbax's threads have ended.
+  # The writer's and orbax's threads end (within 5 s: an asyncio executor thread
+  # of orbax's may still be returning when the error reaches us; a hung one fails).
+  deadline = time.monotonic() + 5
+  for t in set(threading.enumerate()) - before:
+    t.join(timeout=max(0.0, deadline - time.monotonic()))
   assert [t.name for t in set(threading.enumerate()) - before if t.is_alive()] == []
   half_written = glob.glob(str(w / 'checkpoints' / '*.orbax-checkpoint-tmp*'))
   if owner is async_path:  # the commit failed: its folder is left half-written

@@ -258,6 +258,7 @@ LONG = {
     'python experiments/time_steps.py configs/timmy.py --seeds 64 --chunk 1000 --steps 2000',
     'python experiments/timmy_mechanism.py',
     'python experiments/torch_reference.py',
+    'python experiments/bench_loss_divergence.py',
     'python experiments/timmy_run.py',
     'python experiments/timmy_sweep.py',
     'python experiments/tiny_llm_results.py',

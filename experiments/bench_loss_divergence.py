@@ -3,10 +3,11 @@
   python experiments/bench_loss_divergence.py   # ~3 min on the 2-core CPU
 
 Trains the bench's 64 x 6,000 Timmy case with tinyjax (as the bench does) and
-with the bench's plain loop (its code, with the per-step losses kept), then
+with the bench's plain loop (`keep_losses=True`: its per-step losses), then
 lists the runs whose final losses differ most, with tinyjax's breakthrough step
 and the plain loop's first step with total loss < 0.6. Writes
-experiments/results/bench_loss_divergence.json.
+experiments/results/bench_loss_divergence.json. The tinyjax workdir is kept in
+/tmp/bench_loss_divergence and reused by a rerun (delete it to train again).
 """
 import json, os, sys
 import numpy as np
@@ -20,15 +21,7 @@ if not os.path.exists(os.path.join(work, 'summary.json')):
 s0 = json.load(open(os.path.join(work, 'summary.json')))
 runs = sorted(s0['runs'], key=lambda r: r['hparams']['seed'])
 fin_t = np.asarray([r['final']['loss'] for r in runs])
-# The bench's plain loop, its per-step losses kept (the same source, one line changed).
-src = open(os.path.join(ROOT, 'tinyjax', 'bench.py')).read()
-code = src[src.index('def plain_loop'):src.index('def loss_check')]
-code = code.replace("  _, final_R = train(seeds)\n  final_R = np.asarray(final_R)",
-                    "  loss_SxR, final_R = train(seeds)\n  final_R = np.asarray(final_R); globals()['LOSS'] = np.asarray(loss_SxR)")
-ns = {'time': b.time}
-exec(code, ns)
-_, fin_p = ns['plain_loop'](cfg, shard=True)
-L = ns['LOSS']
+_, fin_p, L = b.plain_loop(cfg, shard=True, keep_losses=True)  # L: steps x runs
 d = np.abs(fin_t - fin_p)
 worst = []
 for i in np.argsort(-d)[:6]:

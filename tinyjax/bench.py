@@ -139,10 +139,11 @@ def run_tinyjax(cfg, workdir: str):
   return seconds, np.asarray([r['final']['loss'] for r in runs])
 
 
-def plain_loop(cfg, shard: bool):
+def plain_loop(cfg, shard: bool, keep_losses: bool = False):
   """(seconds, final loss per run: after the last update, as tinyjax's final
   row) of the hand-written loop; `shard` splits the runs over every device
-  like tinyjax does, else one device."""
+  like tinyjax does, else one device. keep_losses: also the loss of every
+  step and run (steps x runs), as a third element."""
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -188,9 +189,10 @@ def plain_loop(cfg, shard: bool):
   if shard:
     from tinyjax import loop
     seeds = jax.device_put(seeds, NamedSharding(loop.runs_mesh(runs), P('runs')))
-  _, final_R = train(seeds)
+  loss_SxR, final_R = train(seeds)
   final_R = np.asarray(final_R)  # waits for the computation
-  return time.perf_counter() - t, final_R
+  seconds = time.perf_counter() - t
+  return (seconds, final_R, np.asarray(loss_SxR)) if keep_losses else (seconds, final_R)
 
 
 def loss_check(final: dict) -> dict:

@@ -66,7 +66,6 @@ def main():
   import torch
   import transformers
 
-  from flax import nnx
   from tinyjax import export, restore, results, train
   from tinyjax.tasks import ConfigError
   tmp = tempfile.mkdtemp()
@@ -96,7 +95,7 @@ def main():
   out = os.path.join(tmp, 'tiny_llm_transformer_lens')
   prog, group, index = restore.open_run(w)
   _, params = restore.load_params(w, prog, group, index)
-  model = nnx.merge(prog.graphdef, jax.tree.map(lambda x: jax.numpy.asarray(x[0]), params))
+  model = restore.run_model(prog, params)
   tokens = np.asarray([prog.task.vocab.encode('ROMEO: To be, or not'),
                        prog.task.vocab.encode('KING HENRY: Good morrow')[:20]], np.int32)
   want = np.asarray(model(tokens, inspect=True)[1]['attn_LxBxHxTxT'])

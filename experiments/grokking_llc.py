@@ -29,7 +29,6 @@ import numpy as np  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from flax import nnx  # noqa: E402
 
 from tinyjax import lenses  # noqa: E402
 from tinyjax import results  # noqa: E402
@@ -38,7 +37,7 @@ from tinyjax.tasks import modular_split  # noqa: E402
 
 
 def measures(prog, params, p, pairs_x, answers, train_mask, freqs=None):
-  model = nnx.merge(prog.graphdef, jax.tree.map(lambda x: jnp.asarray(x[0]), params))
+  model = restore.run_model(prog, params)
   logits = np.asarray(model(pairs_x)[0][:, -1, :p])  # the answer, over residues
   if freqs is None:
     return logits

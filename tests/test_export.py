@@ -19,8 +19,6 @@ torch = pytest.importorskip('torch')  # requirements-interop.txt; CI installs it
 pytest.importorskip('transformers')
 pytest.importorskip('transformer_lens')
 
-import jax  # noqa: E402
-from flax import nnx  # noqa: E402
 
 from tests.conftest import lenses_off, run_cli  # noqa: E402
 from tinyjax import export, restore, results, tasks, train  # noqa: E402
@@ -204,7 +202,7 @@ def _prompts_parity(fmt, path, workdir, prompts):
   """max |logit diff| over every position of each prompt, loaded from `path`."""
   prog, group, index = restore.open_run(workdir)
   _, params = restore.load_params(workdir, prog, group, index)
-  model = nnx.merge(prog.graphdef, jax.tree.map(lambda x: jax.numpy.asarray(x[0]), params))
+  model = restore.run_model(prog, params)
   lib = export.load_hf(path) if fmt == 'hf' else export.load_transformer_lens(path)
   worst = 0.0
   for p in prompts:
@@ -285,7 +283,7 @@ def test_transformer_lens_attention_patterns_are_tinyjax_lenses(tiny_llm_workdir
   export.export('transformer_lens', tiny_llm_workdir, out, check_exports=False)
   prog, group, index = restore.open_run(tiny_llm_workdir)
   _, params = restore.load_params(tiny_llm_workdir, prog, group, index)
-  model = nnx.merge(prog.graphdef, jax.tree.map(lambda x: jax.numpy.asarray(x[0]), params))
+  model = restore.run_model(prog, params)
   tokens = np.asarray([prog.task.vocab.encode('ROMEO: To be, or not'),
                        prog.task.vocab.encode('KING HENRY: Good morrow')[:20]], np.int32)
   want = np.asarray(model(tokens, inspect=True)[1]['attn_LxBxHxTxT'])

@@ -382,8 +382,6 @@ def export(fmt: str, workdir: str, out: str, run: str | None = None, step: int |
            every_checkpoint: bool = False, check_exports: bool = True,
            progress=None) -> dict:
   """Writes the export(s) and DIR/index.json; returns the index."""
-  import jax
-  from flax import nnx
   from tinyjax import restore, sweep as sweep_lib, train
   if fmt not in FORMATS:
     raise ConfigError(f'--format: {fmt!r} is not allowed; choose one of {list(FORMATS)} '
@@ -422,7 +420,7 @@ def export(fmt: str, workdir: str, out: str, run: str | None = None, step: int |
     for s in steps:
       found, params = restore.load_group_params(workdir, prog, group, s)
       for name, i in runs:
-        model = nnx.merge(prog.graphdef, jax.tree.map(lambda x: jax.numpy.asarray(x[i]), params))
+        model = restore.run_model(prog, params, i)
         parts = ([name] if len(chosen) > 1 else []) + (
             [_steps_dir(found, avail[-1])] if every_checkpoint else [])
         rel = os.path.join(*parts) if parts else ''

@@ -232,7 +232,6 @@ def export(workdir: str, out: str, run: str | None = None, step: int | None = No
     raise ConfigError(f'export needs onnx and onnxruntime ({e.name} missing): '
                       'pip install -r requirements-export.txt') from None
   import jax
-  from flax import nnx
   from tinyjax import restore, train
   if quantize not in (None, *QUANTIZE):
     raise ConfigError(f'--quantize: {quantize!r} is not allowed; choose one of {list(QUANTIZE)}')
@@ -243,7 +242,7 @@ def export(workdir: str, out: str, run: str | None = None, step: int | None = No
     raise ConfigError(f'--workdir {workdir}: model {group.config.model.name!r} cannot be '
                       'exported; only the transformer is')
   found, params = restore.load_params(workdir, prog, group, index, step)
-  model = nnx.merge(prog.graphdef, jax.tree.map(lambda x: jax.numpy.asarray(x[0]), params))
+  model = restore.run_model(prog, params)
   proto = build(model, prog.vocab_size, prog.context or prog.max_len)
   onnx.checker.check_model(proto)
   try:

@@ -44,6 +44,13 @@ def load_params(workdir: str, prog, group, index: int, step: int | None = None):
   return found, jax.tree.map(lambda x: x[index:index + 1], params)
 
 
+def run_model(prog, params, i: int = 0):
+  """Run i's NNX model from params with a leading runs axis (load_params gives
+  one run at index 0; load_group_params every run of the group)."""
+  from flax import nnx
+  return nnx.merge(prog.graphdef, jax.tree.map(lambda x: jax.numpy.asarray(x[i]), params))
+
+
 def load_group_params(workdir: str, prog, group, step: int | None = None):
   """(step, params of every run of the group, leading runs axis) from one
   restore: exporting many runs of a step reads the checkpoint once."""

@@ -111,7 +111,7 @@ def _profiled():
              (loop.Chunks, 'land', 'chunk landing (main thread: fetch rows, queue writes)'),
              (loop.Chunks, 'save', 'checkpoint saves queued (main thread)'),
              (loop.Chunks, '_save', 'checkpoint saves (writer thread; orbax writes on its own)'),
-             (loop.Writers, 'write_cols', 'metric rows written (writer thread)'),
+             (loop.Writers, 'write_rows', 'metric rows flattened and written (writer thread)'),
              (loop.Writers, 'write_lenses', 'checkpoint lens rows written (writer thread)'),
              (writer.AsyncWriter, 'flush', 'writer flushes waited for (main thread)')]
   saved = []

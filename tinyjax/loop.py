@@ -41,8 +41,8 @@ def train_group(group, prog, task, workdir, sigint, progress=True) -> list[dict]
   try:
     state, end = chunks.run()
     state, final = evaluate(g, writers, state, end)
-  except BaseException:  # a fault (or Ctrl-C twice): every thread stops, none waits
-    chunks.abort()
+  except BaseException as e:  # a fault (or Ctrl-C twice): every thread stops, none waits
+    chunks.abort(drain=not isinstance(e, KeyboardInterrupt))
     raise
   chunks.bar.close()
   return summarise(g, task, state, final, end, writers)
@@ -313,11 +313,13 @@ class Chunks:
     self.writers.out.flush_sinks()
     self.g.mgr.save(step, args=ocp.args.StandardSave(st), force=True)
 
-  def abort(self):
-    """After a fault: stops the bar, the writer and orbax's threads."""
+  def abort(self, drain: bool = True):
+    """After a fault: stops the bar, the writer and orbax's threads; with
+    `drain`, the writer first writes the rows and saves the checkpoints
+    queued before the fault (a device fault leaves the disk working)."""
     self.warm.join()
     self.bar.close()
-    self.writers.out.abort()
+    self.writers.out.abort(drain)
     ckpt_lib.stop(self.g.mgr)
 
 

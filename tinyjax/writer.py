@@ -355,6 +355,7 @@ class AsyncWriter:
   has stopped."""
 
   POLL_S = 1.0  # how often a waiting flush checks that the thread still runs
+  DRAIN_S = 5.0  # how long an abort after a fault elsewhere lets the queue drain
 
   def __init__(self, sinks: list):
     self.sinks = sinks
@@ -408,10 +409,15 @@ class AsyncWriter:
       w.close()
     self._raise()
 
-  def abort(self):
-    """After a failure anywhere: stops the thread (dropping what is queued)
-    and closes the files, ignoring their errors (the first one is the news);
-    nothing is left to fail again at interpreter exit."""
+  def abort(self, drain: bool = False):
+    """After a failure anywhere: stops the thread (dropping what is queued,
+    unless `drain` and the thread has not failed itself: then it does that
+    first, for at most DRAIN_S) and closes the files, ignoring their errors
+    (the first one is the news); nothing is left to fail again at interpreter
+    exit."""
+    if drain and self.error is None:
+      self.q.put(None)  # behind the work queued
+      self.thread.join(timeout=self.DRAIN_S)
     if self.error is None:
       self.error = RuntimeError('aborted')  # the thread drops the rest
     self.q.put(None)

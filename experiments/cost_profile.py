@@ -2,7 +2,7 @@
 profile of a full job: compilation per program from jax.monitoring, the
 timed host calls with the CPU seconds of the thread that made them).
 
-  python experiments/cost_profile.py --runs 64 --steps 6000 --out experiments/results/cost_profile_64x6000.json
+  python experiments/cost_profile.py --runs 64 --steps 6000 --label after --out experiments/results/cost_profile_64x6000.json
 
 The default Timmy config at RUNS x STEPS, compiled from scratch (jit's caches
 and the persistent compilation cache off), as `python -m tinyjax.bench
@@ -10,7 +10,8 @@ and the persistent compilation cache off), as `python -m tinyjax.bench
 the load during the job (tinyjax.bench.measured), compilation per function
 and stage, and every profiled host call (wall s, its thread's CPU s, calls).
 Run it with PYTHONPATH pointing at another checkout to profile that version
-(the `version` field records which tinyjax was imported).
+(the `version` field records which tinyjax was imported); each --label is
+one entry of the --out file (an existing file keeps its other entries).
 """
 
 import json
@@ -55,8 +56,13 @@ def main():
                   for stage, d in out['compile'].items()},
       'profiled': {k: {'seconds': rnd(d['seconds']), 'cpu_seconds': rnd(d['cpu_seconds']),
                        'calls': d['calls']} for k, d in out['profiled'].items()}}
+  stored = {}
+  if os.path.exists(FLAGS.out):  # one file, one entry per label (before, after)
+    with open(FLAGS.out) as f:
+      stored = json.load(f)
+  stored[FLAGS.label or 'profile'] = result
   with open(FLAGS.out, 'w') as f:
-    json.dump(result, f, indent=2)
+    json.dump(stored, f, indent=2)
   print(json.dumps({k: result[k] for k in ('label', 'seconds', 'cpu_seconds', 'under_load')}))
   for k, d in result['profiled'].items():
     print(f"  {k}: {d['seconds']} s, {d['cpu_seconds']} CPU s, {d['calls']} calls")

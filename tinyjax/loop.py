@@ -184,7 +184,7 @@ class Writers:
     if self.runs:  # the few runs with their own files: every value as a Python float at
       # once (.tolist() gives what float(v[g, j]) does per value, in a tenth of the time)
       names, cols_j = list(cols), [self.g.pos[i] for i in self.runs]
-      x_GxFxM = np.stack([np.asarray(v, np.float64)[:, cols_j] for v in cols.values()],
+      x_GxFxM = np.stack([np.asarray(v)[:, cols_j].astype(np.float64) for v in cols.values()],
                          -1).tolist()
       for f, w in enumerate(self.runs.values()):
         for g, step in enumerate(steps):

@@ -234,6 +234,7 @@ LONG = {
     'python -m tinyjax.bench --cases 64x6000,1024x300,1024x20 --plain_1=False --out experiments/results/bench_cold.json',
     'python -m tinyjax.bench --cases 64x6000,1024x300,1024x20 --plain_1=False --warm_cache --out experiments/results/bench_warm.json',
     'python -m tinyjax.bench --warm_cache',
+    'python experiments/cost_profile.py',
     'python experiments/cost_profile.py --runs 64 --steps 6000 --label after --out experiments/results/cost_profile_64x6000.json',
     'python experiments/cost_profile.py --runs 1024 --steps 300 --label after --out experiments/results/cost_profile_1024x300.json',
     'python experiments/cost_runtime.py --runs 64 --repeats 3 --out experiments/results/cost_runtime_64.json',

@@ -9,7 +9,10 @@ schedule is the default one) runs --repeats times, the variants alternated;
 the CPU seconds (this process, all threads) and wall seconds of each run are
 kept, and their medians. The plain-JAX loop's 1,000 steps: the sharded plain
 loop of tinyjax.bench at 2,000 steps minus at 1,000 (same compilation), per
-repeat. An item's runtime cost is full minus the variant without it.
+repeat: its compilation's own spread (about a CPU second) is in it, so it
+means something only where 1,000 steps cost far more than that (64 runs: ~16
+CPU s under load; at 2 runs it came out negative). An item's runtime cost is
+full minus the variant without it.
 """
 
 import argparse
@@ -54,7 +57,8 @@ def main():
   for _ in range(args.repeats):  # alternated: drift on the machine hits every variant
     for name, (prog, g, st) in progs.items():
       t, c = time.perf_counter(), _cpu()
-      (_, l) = bench.measured(lambda: jax.block_until_ready(prog.chunk(st, g.hp, g.data, 1000, 1000)))
+      _, l = bench.measured(
+          lambda: jax.block_until_ready(prog.chunk(st, g.hp, g.data, 1000, 1000)))
       runs[name].append((time.perf_counter() - t, _cpu() - c))
       load.append(l)
     plain = []

@@ -68,3 +68,29 @@ def test_a_cost_table_override_switches_one_item_off():
   assert loop.checkpoint_steps(off) == {cfg.train.steps}
   bare = cost.with_overrides(cfg, cost.BARE)
   assert bare.output.minimal and not cfg.output.get('minimal', False)
+
+
+def test_checkpoints_are_saved_off_the_training_thread_after_their_rows(tmp_path, monkeypatch):
+  """The chunk loop never waits for the writer: each save is queued on the
+  writer thread, behind the metric rows of the steps before it, which are on
+  disk (their columnar file and every per-run metrics.jsonl row) when orbax
+  is asked to save."""
+  import orbax.checkpoint as ocp
+  import threading
+  from tests.conftest import lenses_off
+  from tinyjax import writer
+  cfg = lenses_off(_cfg(False))
+  seen, real = [], ocp.CheckpointManager.save
+
+  def save(mgr, step, *a, **k):
+    rows = writer.read_jsonl(str(tmp_path / 'w' / 'seed=1' / 'metrics.jsonl'))
+    cols = sorted(int(f.split('.')[0]) for f in os.listdir(tmp_path / 'w' / 'metrics')) \
+        if os.path.isdir(tmp_path / 'w' / 'metrics') else []
+    seen.append((step, threading.current_thread().name, rows[-1]['step'] if rows else None,
+                 cols[-1] if cols else None))
+    return real(mgr, step, *a, **k)
+  monkeypatch.setattr(ocp.CheckpointManager, 'save', save)
+  train.train_and_evaluate(cfg, str(tmp_path / 'w'), progress=False)
+  # (step, thread, last metrics.jsonl row, last columnar file's first step)
+  assert seen == [(40, 'tinyjax-writer', 30, 0), (80, 'tinyjax-writer', 70, 40),
+                  (120, 'tinyjax-writer', 110, 80)]

@@ -16,8 +16,9 @@ tinyjax.results.load reads the columnar files back as one table.
 
 The host loop hands over whole chunks of rows (numpy, already on the host) and
 goes back to the device at once; a background thread formats and writes them.
-`flush()` blocks until everything handed over is on disk, which the loop calls
-before a checkpoint so that a checkpoint never runs ahead of its metrics.
+`flush()` blocks until everything handed over is on disk. The loop queues each
+checkpoint's save on this thread too, behind the rows before it: a checkpoint
+never runs ahead of its metrics, and the training thread never waits for them.
 
 A failed write (a full disk, a workdir that became read-only) stops the thread's
 writing; the error is raised on the training thread at its next submit, flush
@@ -272,10 +273,9 @@ class AcrossSeeds:
       names = list(cols)
       x_MxGxR = np.stack([np.asarray(cols[k], np.float64)[:, idx] for k in names])
       for stat, s_MxG in seed_stats(x_MxGxR).items():
-        values = [[] for _ in steps_G]
-        for m, g in zip(*np.nonzero(np.isfinite(s_MxG))):
-          values[g].append(Summary.Value(tag=names[m], simple_value=s_MxG[m, g]))
-        for step, vals in zip(steps_G, values):
+        for step, row in zip(steps_G, s_MxG.T.tolist()):  # Python floats: fast to test
+          vals = [Summary.Value(tag=n, simple_value=v) for n, v in zip(names, row)
+                  if math.isfinite(v)]
           if vals:
             self.tb[cond, stat].add_summary(Summary(value=vals), int(step))
 
@@ -355,6 +355,7 @@ class AsyncWriter:
   has stopped."""
 
   POLL_S = 1.0  # how often a waiting flush checks that the thread still runs
+  DRAIN_S = 5.0  # how long an abort after a fault elsewhere lets the queue drain
 
   def __init__(self, sinks: list):
     self.sinks = sinks
@@ -372,8 +373,7 @@ class AsyncWriter:
         if self.error is not None:  # stopped: drop the work, wake the waiters
           pass
         elif isinstance(item, threading.Event):
-          for w in self.sinks:
-            w.flush()
+          self.flush_sinks()
         else:
           fn, args = item
           fn(*args)
@@ -383,6 +383,11 @@ class AsyncWriter:
         if isinstance(item, threading.Event):
           item.set()
         self.q.task_done()
+
+  def flush_sinks(self):
+    """On the writer thread: everything written so far on disk."""
+    for w in self.sinks:
+      w.flush()
 
   def submit(self, fn, *args):
     self._raise()
@@ -404,10 +409,15 @@ class AsyncWriter:
       w.close()
     self._raise()
 
-  def abort(self):
-    """After a failure anywhere: stops the thread (dropping what is queued)
-    and closes the files, ignoring their errors (the first one is the news);
-    nothing is left to fail again at interpreter exit."""
+  def abort(self, drain: bool = False):
+    """After a failure anywhere: stops the thread (dropping what is queued,
+    unless `drain` and the thread has not failed itself: then it does that
+    first, for at most DRAIN_S) and closes the files, ignoring their errors
+    (the first one is the news); nothing is left to fail again at interpreter
+    exit."""
+    if drain and self.error is None:
+      self.q.put(None)  # behind the work queued
+      self.thread.join(timeout=self.DRAIN_S)
     if self.error is None:
       self.error = RuntimeError('aborted')  # the thread drops the rest
     self.q.put(None)

@@ -1,0 +1,89 @@
+"""What the instrument's items cost while training, compilation left out:
+CPU seconds of one 1,000-step chunk of the default Timmy config, per variant.
+
+  python experiments/cost_runtime.py --runs 64 --repeats 3 --out experiments/results/cost_runtime_64.json
+
+Each variant (full; the step lenses off; the evaluation off; bare mode) is
+compiled once, then its chunk (steps 1,000-2,000, so that the evaluation's
+schedule is the default one) runs --repeats times, the variants alternated;
+the CPU seconds (this process, all threads) and wall seconds of each run are
+kept, and their medians. The plain-JAX loop's 1,000 steps: the sharded plain
+loop of tinyjax.bench at 2,000 steps minus at 1,000 (same compilation), per
+repeat: its compilation's own spread (about a CPU second) is in it, so it
+means something only where 1,000 steps cost far more than that (64 runs: ~16
+CPU s under load; at 2 runs it came out negative). An item's runtime cost is
+full minus the variant without it.
+"""
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # after PYTHONPATH
+
+
+def _cpu():
+  r = resource.getrusage(resource.RUSAGE_SELF)
+  return r.ru_utime + r.ru_stime
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--runs', type=int, default=64)
+  p.add_argument('--repeats', type=int, default=3)
+  p.add_argument('--out', default='cost_runtime.json')
+  args = p.parse_args()
+  from tinyjax import cli
+  cli.set_cpu_devices(0)
+  import jax
+  import numpy as np
+  from tinyjax import bench, cost, loop, sweep as sweep_lib, train
+  variants = {'full': {}, 'step lenses off': cost.ITEMS['lenses'][1],
+              'evaluation off': cost.ITEMS['eval'][1], 'bare mode': cost.BARE}
+  progs = {}
+  for name, over in variants.items():
+    cfg = cost.with_overrides(bench.timmy(args.runs, 6000), over)
+    group = sweep_lib.expand(cfg)[0]
+    prog = train.program_for(group.config, train.build_task(group.config))
+    g = loop.place_group(group, prog, tempfile.mkdtemp())
+    st, _ = jax.block_until_ready(prog.chunk(g.state, g.hp, g.data, 1000, 1000))  # compiles
+    progs[name] = (prog, g, st)
+  runs = {k: [] for k in [*variants, 'plain JAX loop (sharded)']}
+  load = []
+  for _ in range(args.repeats):  # alternated: drift on the machine hits every variant
+    for name, (prog, g, st) in progs.items():
+      t, c = time.perf_counter(), _cpu()
+      _, l = bench.measured(
+          lambda: jax.block_until_ready(prog.chunk(st, g.hp, g.data, 1000, 1000)))
+      runs[name].append((time.perf_counter() - t, _cpu() - c))
+      load.append(l)
+    plain = []
+    for steps in (1000, 2000):
+      jax.clear_caches()
+      t, c = time.perf_counter(), _cpu()
+      bench.plain_loop(bench.timmy(args.runs, steps), shard=True)
+      plain.append((time.perf_counter() - t, _cpu() - c))
+    runs['plain JAX loop (sharded)'].append((plain[1][0] - plain[0][0], plain[1][1] - plain[0][1]))
+    print({k: [round(x, 2) for x in v[-1]] for k, v in runs.items()}, flush=True)
+  med = lambda v, i: round(float(np.median([x[i] for x in v])), 2)
+  out = {'runs': args.runs, 'steps_per_chunk': 1000, 'repeats': args.repeats,
+         'devices': [str(d) for d in jax.devices()], 'date': time.strftime('%Y-%m-%d %H:%M'),
+         'under_load': any((l['other_cores'] or 0) > bench.LOADED_OTHER_CORES for l in load),
+         'load': load,
+         'variants': {k: {'cpu_seconds': med(v, 1), 'seconds': med(v, 0),
+                          'all_cpu_seconds': [round(x[1], 2) for x in v]} for k, v in runs.items()}}
+  full = out['variants']['full']['cpu_seconds']
+  out['items_cpu_seconds'] = {k: round(full - out['variants'][k]['cpu_seconds'], 2)
+                              for k in ('step lenses off', 'evaluation off', 'bare mode')}
+  with open(args.out, 'w') as f:
+    json.dump(out, f, indent=2)
+  print(json.dumps(out['variants'], indent=1))
+  print(f'wrote {args.out}')
+
+
+if __name__ == '__main__':
+  main()

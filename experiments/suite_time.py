@@ -9,9 +9,10 @@ changes least), the load average before and after (a figure measured under
 load says so), the pass/fail line, and the seconds per test file summed from
 --durations (setup + call + teardown of each test, as the workers ran them).
 
---from_log LOG records a run made by hand instead, from its output with
-`/usr/bin/time -f "%e s wall %U user %S sys"` around the pytest command (the
-baseline of the suite's speed-up was measured so).
+--files F...: those test files only (with --workers 0: one process, for a
+per-file A/B). --from_log LOG --command CMD records a run made by hand
+instead, from its output with `/usr/bin/time -f "%e s wall %U user %S sys"`
+around CMD (the before/after figures of the suite's speed-up were measured so).
 
 On an idle machine (the figure the README quotes):
   python experiments/suite_time.py --label idle
@@ -49,13 +50,13 @@ def summary_line(log: str) -> str:
   return lines[-1] if lines else ''
 
 
-def run(workers: int) -> dict:
+def run(workers: int, files: list) -> dict:
   cache = tempfile.mkdtemp(prefix='tinyjax-suite-cold-')
   env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=cache)
   load0, before = os.getloadavg(), resource.getrusage(resource.RUSAGE_CHILDREN)
   t = time.perf_counter()
-  p = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-n', str(workers), '--durations=0'],
-                     cwd=ROOT, env=env, capture_output=True, text=True)
+  p = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-n', str(workers), '--durations=0',
+                      *files], cwd=ROOT, env=env, capture_output=True, text=True)
   wall = time.perf_counter() - t
   after = resource.getrusage(resource.RUSAGE_CHILDREN)
   log = p.stdout + p.stderr
@@ -71,8 +72,8 @@ def from_log(path: str) -> dict:
   log = open(path).read()
   wall, user, sys_ = (float(x) for x in TIME.findall(log)[-1])
   return {'wall_seconds': wall, 'user_seconds': user, 'sys_seconds': sys_,
-          'result': summary_line(log), 'files_top_durations_only': per_file(log),
-          'measured_by': '/usr/bin/time around python -m pytest -q -n 2 --durations=60 (log)'}
+          'result': summary_line(log), 'files_from_durations': per_file(log),
+          'measured_by': '/usr/bin/time -f "%e s wall %U user %S sys" around the command (its log)'}
 
 
 def main():
@@ -81,13 +82,18 @@ def main():
   ap.add_argument('--workers', type=int, default=2)
   ap.add_argument('--note', default='', help='what else ran on the machine, etc.')
   ap.add_argument('--from_log', default='', help='record this log instead of running')
+  ap.add_argument('--files', nargs='*', default=[], help='these test files only (else all)')
+  ap.add_argument('--command', default='', help='with --from_log: the command that was timed')
+  ap.add_argument('--commit', default='', help='with --from_log: the commit that ran')
   ap.add_argument('--out', default=OUT)
   a = ap.parse_args()
-  rec = from_log(a.from_log) if a.from_log else run(a.workers)
+  rec = from_log(a.from_log) if a.from_log else run(a.workers, a.files)
+  rec['command'] = a.command or ('python -m pytest -q -n %d --durations=0 %s' % (
+      a.workers, ' '.join(a.files))).strip()
   rec['cpu_seconds'] = round(rec['user_seconds'] + rec['sys_seconds'], 1)
   rec.update(date=time.strftime('%Y-%m-%d %H:%M'), cores=os.cpu_count(), workers=a.workers,
              cache='cold (a fresh JAX_COMPILATION_CACHE_DIR)', note=a.note,
-             commit=subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT,
+             commit=a.commit or subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT,
                                    capture_output=True, text=True).stdout.strip())
   results = json.load(open(a.out)) if os.path.exists(a.out) else {}
   results[a.label] = rec

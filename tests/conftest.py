@@ -21,9 +21,10 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 # xdist (pytest.ini: --dist loadfile --no-loadscope-reorder): each file is run
 # whole by one worker (its module fixtures built once), but the files that use
 # the session's GuppyLM workdir (chat_workdir), which go to one worker together
-# so that it is trained once. The files are handed out longest first (from a
-# cold run's --durations), so that no worker is left alone at the end with a
-# long one; the rest in collection order. (xdist's own --dist loadgroup relies
+# so that it is trained once. The files are handed out longest first (the
+# slowest tests of an earlier cold run; experiments/suite_time.py lists the
+# seconds per file), so that no worker is left alone at the end with a long
+# one; the rest in collection order. (xdist's own --dist loadgroup relies
 # on a node attribute that pytest 9 no longer reads: the scheduler below.)
 SHARED_GROUPS = {'test_chat.py': 'guppylm', 'test_export.py': 'guppylm',
                  'test_export_onnx.py': 'guppylm'}

@@ -13,6 +13,45 @@ sys.path.insert(0, ROOT)
 # each once. Keyed by the program, the jax version and the devices: never stale.
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
                       os.path.join(tempfile.gettempdir(), 'tinyjax-tests-jax-cache'))
+# Every program, not only those over JAX's default of 1 s: the evaluation,
+# init and sampler programs that compile in under a second are otherwise
+# compiled again by every worker and every CLI subprocess.
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+
+# xdist (pytest.ini: --dist loadfile --no-loadscope-reorder): each file is run
+# whole by one worker (its module fixtures built once), but the files that use
+# the session's GuppyLM workdir (chat_workdir), which go to one worker together
+# so that it is trained once. The files are handed out longest first (the
+# slowest tests of an earlier cold run; experiments/suite_time.py lists the
+# seconds per file), so that no worker is left alone at the end with a long
+# one; the rest in collection order. (xdist's own --dist loadgroup relies
+# on a node attribute that pytest 9 no longer reads: the scheduler below.)
+SHARED_GROUPS = {'test_chat.py': 'guppylm', 'test_export.py': 'guppylm',
+                 'test_export_onnx.py': 'guppylm'}
+LONGEST_FIRST = ('guppylm', 'test_bench_suite.py', 'test_lenses.py', 'test_docs.py',
+                 'test_train.py', 'test_corpus.py', 'test_sweep.py', 'test_cost.py')
+
+
+def _group(nodeid):
+  name = nodeid.split('::', 1)[0].replace(os.sep, '/').rsplit('/', 1)[-1]
+  return SHARED_GROUPS.get(name, name)
+
+
+def pytest_collection_modifyitems(config, items):
+  rank = {g: i for i, g in enumerate(LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(_group(item.nodeid), len(rank)))  # stable
+
+
+def pytest_xdist_make_scheduler(config, log):
+  if config.getvalue('dist') != 'loadfile':
+    return None  # xdist's own choice
+
+  from xdist.scheduler import LoadScopeScheduling
+
+  class FileGroups(LoadScopeScheduling):
+    def _split_scope(self, nodeid):
+      return _group(nodeid)
+  return FileGroups(config, log)
 
 
 # The step lenses cost compilation in every test that trains; tests/test_lenses.py

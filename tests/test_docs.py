@@ -265,6 +265,7 @@ LONG = {
     'python experiments/bench_loss_divergence.py',
     'python experiments/timmy_run.py',
     'python experiments/timmy_sweep.py',
+    'python experiments/suite_time.py --label idle',
     'python experiments/tiny_llm_results.py',
     'tensorboard --logdir WORKDIR',
     # Exports, your own experiment, Lenses II.

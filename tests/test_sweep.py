@@ -215,9 +215,12 @@ def test_diverging_run_is_frozen_marked_and_isolated(timmy, tmp_path):
   with cfg.unlocked():
     cfg.model.norm = 'none'  # without the norms, lr 100 blows up in a few steps
   both = _final(train.train_and_evaluate(cfg, str(tmp_path / 'both'), progress=False))
+  # The same runs in a sweep without a diverging one: lr 0.3 in lr 100's place
+  # (the same 4 runs, so the same compiled program; the lr is traced).
   with cfg.unlocked():
-    cfg.sweep.lrs = (0.1,)
+    cfg.sweep.lrs = (0.1, 0.3)
   calm = _final(train.train_and_evaluate(cfg, str(tmp_path / 'calm'), progress=False))
+  assert not any(r['diverged'] for r in calm.values())
   for seed in (0, 1):
     bad = both[f'lr=100/seed={seed}']
     assert bad['diverged'] and bad['diverged_step'] is not None and bad['diverged_step'] < 10

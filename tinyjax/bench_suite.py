@@ -64,8 +64,7 @@ def jobs(smoke: bool) -> dict:
   tiny = {'train.steps': 20, 'train.chunk_steps': 10, 'train.log_every': 5,
           'output.minimal': True}
   return {
-      'timmy': _set(timmy.get_config('smoke'), **{'sweep.seeds': 4, **tiny,
-                                                   'checkpoint.every': 10, 'eval.every': 10}),
+      'timmy': smoke_timmy(2),
       'grokking': _set(grokking_nanda.get_config('smoke'), **{
           'sweep.seeds': 2, **tiny, 'train.log_every': 10, 'model.d_model': 16,
           'model.n_heads': 2, 'model.d_mlp': 32}),
@@ -74,13 +73,21 @@ def jobs(smoke: bool) -> dict:
   }
 
 
+def smoke_timmy(runs: int):
+  """--smoke's Timmy: the timmy job and the throughput cases are one program
+  (at 2 runs, the job's, read back from JAX's persistent cache), compiled twice
+  in all instead of three times."""
+  from configs import timmy
+  return _set(timmy.get_config('smoke'), **{
+      'sweep.seeds': runs, 'train.steps': 20, 'train.chunk_steps': 10, 'train.log_every': 5,
+      'output.minimal': True, 'checkpoint.every': 10, 'eval.every': 10})
+
+
 def throughput_cases(smoke: bool):
   from configs import timmy
-  runs, steps = ((1, 2), 20) if smoke else (THROUGHPUT_RUNS, THROUGHPUT_STEPS)
-  for r in runs:
-    extra = ({'train.chunk_steps': 10, 'checkpoint.every': 10, 'output.minimal': True}
-             if smoke else {})
-    yield r, _set(timmy.get_config(), **{'sweep.seeds': r, 'train.steps': steps, **extra})
+  for r in (1, 2) if smoke else THROUGHPUT_RUNS:
+    yield r, (smoke_timmy(r) if smoke else
+              _set(timmy.get_config(), **{'sweep.seeds': r, 'train.steps': THROUGHPUT_STEPS}))
 
 
 def peak_device_bytes() -> int | None:

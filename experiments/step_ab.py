@@ -3,6 +3,9 @@
   python experiments/step_ab.py [--config configs/tiny_llm.py] [--variants base,x]
       [--repeats 5] [--log_every 50] [--start 5001]
 
+  (what docs/benchmarks.md reports: taskset -c 1 python experiments/step_ab.py
+   --variants base,headmajor,qscale,perhead,dpa,vec512 --repeats 5 --log_every 10)
+
 Each variant is a context manager (VARIANTS below) entered while the config's
 Program is built and its chunk compiled (the same code path tinyjax.train
 runs); the compiled chunks then run in turn, `--repeats` rounds, each timed in
@@ -32,9 +35,121 @@ def nothing(config):
   yield config
 
 
-VARIANTS = {'base': nothing}
+# ------------------------------------------------- the variants tried ---
+# Attention written other ways (each replaces model.Attention.__call__ while
+# the chunk is traced); same parameters, same outputs.
+def _attention_variants():
+  import math
+  import jax
+  import jax.numpy as jnp
+  from tinyjax import model as M
+  def call_headmajor(self, x_BxTxD, probs=False, drop=M.OFF):
+    b, t, d = x_BxTxD.shape
+    h = self.n_heads; k = d // h
+    def proj(lin):
+      w = lin.kernel[...].reshape(d, h, k)
+      y = jnp.einsum('btd,dhk->bhtk', x_BxTxD, w)
+      if lin.bias is not None:
+        y = y + lin.bias[...].reshape(h, 1, k)
+      return y
+    q, kk, v = proj(self.q), proj(self.k), proj(self.v)
+    s = jnp.einsum('bhtk,bhsk->bhts', q, kk) / math.sqrt(k)
+    causal = jnp.tril(jnp.ones((t, t), bool))
+    s = jnp.where(causal, s, jnp.finfo(s.dtype).min)
+    p = jax.nn.softmax(s, axis=-1)
+    out = jnp.einsum('bhts,bhsk->bthk', drop(p), v)
+    ps = jax.lax.stop_gradient(p)
+    ent = -jnp.sum(jnp.where(causal, ps * jnp.log(jnp.where(ps > 0, ps, 1.0)), 0.0), -1)
+    o = self.o(out.reshape(b, t, d))
+    o = drop(o) if self.out_dropout else o
+    stats = (ent, ps[..., 0])
+    return (o, *stats, ps) if probs else (o, *stats)
+
+  def call_qscale(self, x_BxTxD, probs=False, drop=M.OFF):
+    b, t, d = x_BxTxD.shape
+    h = self.n_heads
+    q, kk, v = self._qkv(x_BxTxD)
+    s = jnp.einsum('bthk,bshk->bhts', q * (1 / math.sqrt(d // h)), kk)
+    causal = jnp.tril(jnp.ones((t, t), bool))
+    s = jnp.where(causal, s, jnp.finfo(s.dtype).min)
+    p = jax.nn.softmax(s, axis=-1)
+    out = jnp.einsum('bhts,bshk->bthk', drop(p), v)
+    ps = jax.lax.stop_gradient(p)
+    ent = -jnp.sum(jnp.where(causal, ps * jnp.log(jnp.where(ps > 0, ps, 1.0)), 0.0), -1)
+    o = self.o(out.reshape(b, t, d))
+    o = drop(o) if self.out_dropout else o
+    stats = (ent, ps[..., 0])
+    return (o, *stats, ps) if probs else (o, *stats)
+
+  def call_perhead(self, x_BxTxD, probs=False, drop=M.OFF):
+    b, t, d = x_BxTxD.shape
+    h = self.n_heads; k = d // h
+    q, kk, v = (f(x_BxTxD) for f in (self.q, self.k, self.v))
+    causal = jnp.tril(jnp.ones((t, t), bool))
+    outs, ents, firsts, ps_ = [], [], [], []
+    for i in range(h):
+      sl = slice(i * k, (i + 1) * k)
+      s = jnp.einsum('btk,bsk->bts', q[..., sl], kk[..., sl]) / math.sqrt(k)
+      s = jnp.where(causal, s, jnp.finfo(s.dtype).min)
+      p = jax.nn.softmax(s, axis=-1)
+      outs.append(jnp.einsum('bts,bsk->btk', drop(p), v[..., sl]))
+      ps = jax.lax.stop_gradient(p)
+      ents.append(-jnp.sum(jnp.where(causal, ps * jnp.log(jnp.where(ps > 0, ps, 1.0)), 0.0), -1))
+      firsts.append(ps[..., 0]); ps_.append(ps)
+    o = self.o(jnp.concatenate(outs, -1))
+    o = drop(o) if self.out_dropout else o
+    stats = (jnp.stack(ents, 1), jnp.stack(firsts, 1))
+    return (o, *stats, jnp.stack(ps_, 1)) if probs else (o, *stats)
+
+  def call_dpa(self, x_BxTxD, probs=False, drop=M.OFF):
+    b, t, d = x_BxTxD.shape
+    h = self.n_heads
+    q, kk, v = self._qkv(x_BxTxD)
+    out = jax.nn.dot_product_attention(q, kk, v, is_causal=True, implementation='xla')
+    # stats: recomputed (stop-gradient, DCE'd on unlogged steps)
+    s = jnp.einsum('bthk,bshk->bhts', q, kk) / math.sqrt(d // h)
+    causal = jnp.tril(jnp.ones((t, t), bool))
+    s = jnp.where(causal, s, jnp.finfo(s.dtype).min)
+    ps = jax.lax.stop_gradient(jax.nn.softmax(s, axis=-1))
+    ent = -jnp.sum(jnp.where(causal, ps * jnp.log(jnp.where(ps > 0, ps, 1.0)), 0.0), -1)
+    o = self.o(out.reshape(b, t, d))
+    o = drop(o) if self.out_dropout else o
+    stats = (ent, ps[..., 0])
+    return (o, *stats, ps) if probs else (o, *stats)
+
+  return {'headmajor': call_headmajor, 'qscale': call_qscale, 'perhead': call_perhead,
+          'dpa': call_dpa}
+
+
+def _attention(name):
+  @contextlib.contextmanager
+  def cm(config):
+    from tinyjax import model as M
+    with patch(M.Attention, '__call__', _attention_variants()[name])(config) as c:
+      yield c
+  return cm
+
+
+VARIANTS = {
+    'base': nothing,
+    # q, k, v projected straight to [B, H, T, K] (kernel reshaped [D, H, K]).
+    'headmajor': _attention('headmajor'),
+    # the 1/sqrt(K) scale on q ([B, T, D]) instead of the scores ([B, H, T, T]).
+    'qscale': _attention('qscale'),
+    # one [B, T, T] attention per head, as tiny-llm's four Head modules.
+    'perhead': _attention('perhead'),
+    # jax.nn.dot_product_attention(implementation='xla', is_causal=True).
+    'dpa': _attention('dpa'),
+}
 # Variants that compile the same chunk with XLA options (jax.jit compiler_options).
-COMPILER_OPTIONS = {}
+COMPILER_OPTIONS = {
+    # XLA:CPU's dots and reductions without YNNPACK (Eigen / its own loops).
+    'ynn_none': {'xla_cpu_experimental_ynn_fusion_type': ''},
+    # YNNPACK for dots only (not reductions).
+    'ynn_dot': {'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT'},
+    # 512-bit vectors for XLA's own loops (the CPU has AVX-512; XLA's default is 256).
+    'vec512': {'xla_cpu_prefer_vector_width': 512},
+}
 
 
 def patch(obj, name, value):

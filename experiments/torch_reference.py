@@ -2,6 +2,7 @@
 
   python experiments/torch_reference.py [--systems tiny_llm,guppylm] [--repeats 5]
       [--first_step tiny_llm,guppylm,pillmish] [--out experiments/results/torch_reference.json]
+      [--guppy_buckets 40,48]
 
 Needs torch (requirements-interop.txt). For each system, on the same CPU, in
 this one process, interleaved (tinyjax chunk, torch steps, tinyjax chunk,
@@ -198,7 +199,7 @@ def bench_tiny_llm(repeats, torch_steps=0):
   return out
 
 
-def bench_guppylm(repeats, log_every, torch_steps=0):
+def bench_guppylm(repeats, log_every, torch_steps=0, buckets=()):
   import numpy as np
   import torch
   import torch_models
@@ -206,6 +207,7 @@ def bench_guppylm(repeats, log_every, torch_steps=0):
   c = guppylm.get_config()
   with c.unlocked():  # the published tokenizer: the same ids as training one, no training
     c.task.tokenizer.path = 'tinyjax/data/guppylm_tokenizer.json.xz'
+    c.train.bucket_lengths = tuple(buckets)  # () = the config's default: every batch at 58
   tj_run, info, task = tinyjax_side(c, log_every, 10001)  # no step a multiple of eval.every
   tr = task.train
   with Timer() as t_first:
@@ -213,6 +215,7 @@ def bench_guppylm(repeats, log_every, torch_steps=0):
     step()
   st['positions'], st['step'] = 0, 1
   out = {'config': 'configs/guppylm.py (published tokenizer)', 'batch': 32,
+         'bucket_lengths': list(buckets),
          'log_every': log_every, 'tinyjax': info,
          'torch_params': sum(p.numel() for p in model.parameters()),
          'torch_first_step_s': t_first.wall, 'torch_compile_s': 0.0}
@@ -222,6 +225,8 @@ def bench_guppylm(repeats, log_every, torch_steps=0):
   torch_t = st['positions'] / (32 * (st['step'] - 1))  # mean padded length of its batches
   f_tj = flops(p, c.model.n_layers, c.model.d_model, 32, t)
   f_torch = flops(p, c.model.n_layers, c.model.d_model, 32, torch_t)
+  if buckets:  # the FLOP below count every row at t: with buckets an overstatement
+    out['tinyjax_flop_note'] = f'counted at {t} positions; unlogged steps ran cut to {buckets}'
   out.update(p_matmul=p, tinyjax_seq_len=t, torch_mean_seq_len=torch_t,
              tinyjax_flop_per_step=f_tj, torch_flop_per_step=f_torch,
              tinyjax_peak_share=f_tj / (out['tinyjax_ms'] / 1e3) / PEAK_FLOPS,
@@ -328,6 +333,8 @@ def main():
   ap.add_argument('--repeats', type=int, default=5)
   ap.add_argument('--guppy_log_every', type=int, default=10,
                   help='GuppyLM chunk (= log_every) in the timing rounds (the config: 100)')
+  ap.add_argument('--guppy_buckets', default='',
+                  help='GuppyLM train.bucket_lengths, e.g. 40,48 (default: none, as its config)')
   ap.add_argument('--torch_steps', type=int, default=0,
                   help='torch steps per round (0 = as many as the tinyjax chunk runs)')
   ap.add_argument('--first_step', default='tiny_llm,guppylm,pillmish')
@@ -365,7 +372,8 @@ def main():
     if name == 'tiny_llm':
       r = bench_tiny_llm(a.repeats, a.torch_steps)
     elif name == 'guppylm':
-      r = bench_guppylm(a.repeats, a.guppy_log_every, a.torch_steps)
+      r = bench_guppylm(a.repeats, a.guppy_log_every, a.torch_steps,
+                        [int(b) for b in a.guppy_buckets.split(',') if b])
     else:
       raise SystemExit(f'--systems: unknown {name!r}; use tiny_llm, guppylm')
     result['systems'][name] = r

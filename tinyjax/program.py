@@ -73,6 +73,29 @@ def base_hparams(config) -> dict[str, float]:
   return out
 
 
+def length_buckets(config, task) -> tuple[int, ...]:
+  """The padded lengths an unlogged step may run at (train.bucket_lengths
+  plus the rows' full length), or () when the option is off (absent or empty).
+
+  Rows are right-padded to the longest row of the data set; with buckets, an
+  unlogged step cuts its batch to the first bucket that holds the longest row
+  of any run's batch that step. Causal attention and the mask make the cut
+  positions dead weight, so only rounding and the dropout masks (drawn at the
+  cut shape) change; each bucket compiles one more copy of the step."""
+  lengths = tuple(config.train.get('bucket_lengths', ()) or ())
+  if not lengths:
+    return ()
+  if not isinstance(task.train, tasks_lib.Split):
+    raise tasks_lib.ConfigError(
+        f'train.bucket_lengths: {lengths} is not allowed for task {config.task.name!r}, '
+        'whose windows all have the same length; use ()')
+  full = task.train.seq_len
+  if any(not isinstance(b, int) or b < 1 for b in lengths):
+    raise tasks_lib.ConfigError(f'train.bucket_lengths: {lengths} is not allowed; use '
+                                'positive integers (lengths in tokens)')
+  return tuple(sorted({b for b in lengths if b < full} | {full}))
+
+
 def hparam_arrays(runs_hparams: list[dict]) -> dict[str, np.ndarray]:
   return {k: np.asarray([h[k] for h in runs_hparams],
                         np.int32 if k == 'seed' else np.float32)
@@ -94,6 +117,7 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     self.eval_steps = np.asarray(config.eval.get('steps', ()) or [-1], np.int32)
     self.groups_per_chunk = chunk_steps(config) // self.log_every
     self.milestones = [(name, *spec) for name, spec in config.milestones.items()]
+    self.buckets = length_buckets(config, task)
     abstract = extend.build_abstract(lambda: model_lib.build(
         config.model, self.vocab_size, self.max_len, nnx.Rngs(0)), config.model.name)
     self.graphdef, abstract_params = nnx.split(abstract)
@@ -136,11 +160,15 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
             'milestones': -jnp.ones((max(len(self.milestones), 1),), jnp.int32),
             'diverged_step': jnp.int32(-1)}
 
-  def _batch(self, data, hp, step):
+  def _batch(self, data, hp, step, length=None):
     """The task's training batch for `step` (rows or stream windows), drawn
-    from the run's key: no data-loader state, so resume is exact."""
+    from the run's key: no data-loader state, so resume is exact. length: its
+    rows cut to their first `length` positions (bucketing, length_buckets)."""
     key = jax.random.fold_in(jax.random.key(hp['seed']), 1)
-    return self.task.train.batch(data, key, step, self.config.train.batch_size)
+    batch = self.task.train.batch(data, key, step, self.config.train.batch_size)
+    if length is not None:
+      batch = {k: v[:, :length] for k, v in batch.items()}
+    return batch
 
   def call(self, params, x_NxT, dropout_key=None):
     """(logits, aux) of one run's model on x_NxT."""
@@ -155,14 +183,14 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     mask = batch['mask_NxT']
     return (ce * mask).sum() / jnp.maximum(mask.sum(), 1.0), (logits, aux)
 
-  def _measure(self, state, hp, data, step, full=True):
+  def _measure(self, state, hp, data, step, full=True, length=None):
     """Loss, gradients and the train metrics at the current parameters.
 
     full=False keeps only what every step needs (loss and grad_norm for the
     divergence check, the train metrics a milestone watches); XLA then drops
     the rest (e.g. attention entropy, norms) from the compiled step.
     """
-    batch = self._batch(data['train'], hp, step)
+    batch = self._batch(data['train'], hp, step, length)
     dropout_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(hp['seed']), 3), step)
     (loss, (logits, aux)), grads = jax.value_and_grad(self._forward, has_aux=True)(
         state['params'], batch, dropout_key)
@@ -187,9 +215,9 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
         ms = ms.at[k].set(jnp.where((ms[k] < 0) & hit, step, ms[k]))
     return {**state, 'milestones': ms}
 
-  def _step_run(self, state, hp, data, step, full=True):
+  def _step_run(self, state, hp, data, step, full=True, length=None):
     full = full and not self.minimal
-    m, grads = self._measure(state, hp, data, step, full)
+    m, grads = self._measure(state, hp, data, step, full, length)
     tx = optimizer_lib.make(self.config.optimizer, hp)
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
     params = jax.tree.map(jnp.add, state['params'], updates)
@@ -243,8 +271,7 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     # (jit's trace cache), instead of tracing the step and the evaluation
     # twice (~2 s of a tiny-llm start). XLA inlines the calls.
     v_step = jax.jit(jax.vmap(self._step_run, in_axes=(0, 0, None, None)))
-    v_light = jax.vmap(lambda st, h, d, s: self._step_run(st, h, d, s, full=False)[0],
-                       in_axes=(0, 0, None, None))
+    v_light = self._v_light()
     v_eval = jax.jit(jax.vmap(self._eval_run, in_axes=(0, 0, None, None)))
     end = start + n_steps
     # The metrics a skipped step or eval reports: NaN, shaped like the real ones.
@@ -270,6 +297,29 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
       return state, {**m, **em}
 
     return jax.lax.scan(group, state, jnp.arange(self.groups_per_chunk))
+
+  def _v_light(self):
+    """The unlogged step of every run, (state, hp, data, step) -> state; with
+    length buckets, at the first bucket that holds the longest row of any
+    run's batch (one length for the group: a per-run length would make the
+    switch a select that runs every branch)."""
+    def at(length):
+      return jax.vmap(lambda st, h, d, s: self._step_run(st, h, d, s, False, length)[0],
+                      in_axes=(0, 0, None, None))
+    if not self.buckets:
+      return at(None)
+    buckets = jnp.asarray(self.buckets, jnp.int32)
+    branches = [at(b) for b in self.buckets]
+
+    def used(h, data, step):  # one past the last position a real input or target uses
+      b = self._batch(data['train'], h, step)
+      used_NxT = (b['valid_NxT'] > 0) | (b['mask_NxT'] > 0)
+      return jnp.max(jnp.where(used_NxT, jnp.arange(used_NxT.shape[1]) + 1, 0))
+
+    def light(state, hp, data, step):
+      i = jnp.searchsorted(buckets, jax.vmap(used, in_axes=(0, None, None))(hp, data, step).max())
+      return jax.lax.switch(i, branches, state, hp, data, step)
+    return light
 
   def _evaluate(self, state, hp, data, step):
     """The metric row at the current parameters, without training."""

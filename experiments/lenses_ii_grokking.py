@@ -54,6 +54,7 @@ def main():
   ap = argparse.ArgumentParser()
   ap.add_argument('--workdir', default=os.path.join(ROOT, 'runs', 'grok_lenses2'))
   ap.add_argument('--out', default=os.path.join(ROOT, 'experiments', 'results'))
+  ap.add_argument('--name', default='lenses_ii_grokking', help='basename of the .json and .png')
   a = ap.parse_args()
   path = os.path.join(a.workdir, 'summary.json')
   if os.path.exists(path):
@@ -86,10 +87,21 @@ def main():
     cross = steps[np.where(ratio >= 1)[0]]
     first_cross = int(cross[0]) if len(cross) else None
     before = steps <= sling if sling else np.zeros(len(steps), bool)
+    # After step 1,000 (past the first checkpoints' transient): where the ratio
+    # peaks and whether it crosses 1 within one checkpoint of the slingshot.
+    dt = int(np.median(np.diff(steps))) if len(steps) > 1 else 100
+    late = steps > 1000
+    late_cross = [int(c) for c in cross if c > 1000]
+    peak = int(steps[late][np.nanargmax(ratio[late])]) if late.any() else None
     entry = {'run': run['name'], 'memorization_step': run.get('memorization_step'),
              'grokking_step': run.get('grokking_step'), 'slingshot_step': sling,
              'first_checkpoint_precond_ge_38_over_lr': first_cross,
              'crossings': [int(c) for c in cross],
+             'late_crossings': late_cross,
+             'late_crossing_within_one_checkpoint_of_slingshot': bool(sling) and any(
+                 abs(c - sling) <= dt for c in late_cross),
+             'late_ratio_peak_step_minus_slingshot': None if peak is None or not sling else peak - sling,
+             'late_ratio_max': float(np.nanmax(ratio[late])) if late.any() else None,
              'ratio_max': float(np.nanmax(ratio)),
              'ratio_at_last_checkpoint_before_slingshot':
                  float(ratio[before][-1]) if before.any() else None,
@@ -152,7 +164,7 @@ def main():
     ax.set_xlabel('step')
   fig.tight_layout()
   os.makedirs(a.out, exist_ok=True)
-  fig.savefig(os.path.join(a.out, 'lenses_ii_grokking.png'), dpi=100)
+  fig.savefig(os.path.join(a.out, a.name + '.png'), dpi=100)
   llc_phases = {}
   if parts:
     def at(r, cond):
@@ -190,6 +202,13 @@ def main():
          'runs_ever_at_or_above_38_over_lr': int(sum(r['first_checkpoint_precond_ge_38_over_lr']
                                                      is not None for r in per_run)),
          'runs_crossing_at_or_before_slingshot': len(crossed_first),
+         'runs_crossing_after_step_1000': int(sum(bool(r['late_crossings']) for r in per_run)),
+         'runs_late_crossing_within_one_checkpoint_of_slingshot': int(sum(
+             r['late_crossing_within_one_checkpoint_of_slingshot'] for r in per_run)),
+         'late_ratio_peak_step_minus_slingshot': [r['late_ratio_peak_step_minus_slingshot']
+                                                  for r in per_run],
+         'late_ratio_max_median': float(np.median([r['late_ratio_max'] for r in per_run
+                                                   if r['late_ratio_max'] is not None])),
          'ratio_median_by_step': {int(st): float(np.nanmedian(
              [r['ratio'][r['steps'].index(st)] for r in per_run if st in r['steps']]))
              for st in per_run[0]['steps']},
@@ -206,7 +225,7 @@ def main():
              [r['plain_top1_max_times_lr_over_2'] for r in per_run])),
          'llc_parts_by_phase': llc_phases,
          'per_run': per_run}
-  with open(os.path.join(a.out, 'lenses_ii_grokking.json'), 'w') as fh:
+  with open(os.path.join(a.out, a.name + '.json'), 'w') as fh:
     json.dump(out, fh, indent=1)
   print(json.dumps({k: v for k, v in out.items() if k != 'per_run'}, indent=1))
 

@@ -293,6 +293,8 @@ LONG = {
     'python experiments/lenses_ii_cost.py',
     'python experiments/lenses_ii_cost.py --runs 64 --repeats 1',
     'python experiments/lenses_ii_grokking.py --workdir runs/grok8',
+    'python -m tinyjax.run --config configs/grokking_small.py:lenses2 --config.sweep.seeds=16 --config.lenses.llc_parts="()" --config.lenses.every=100 --config.checkpoint.every=50 --workdir runs/grok16 --noprogress',
+    'python experiments/lenses_ii_grokking.py --workdir runs/grok16 --name lenses_ii_grokking16',
     'python experiments/lenses_ii_timmy.py --workdir runs/timmy_lenses2',
     'python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt -r requirements-export.txt -r requirements-interop.txt',
 }

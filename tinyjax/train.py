@@ -272,18 +272,7 @@ def program_for(config, task) -> program_lib.Program:
   across calls in one process (sequential baselines, tests, notebooks). The key
   leaves out what is not compiled in: traced values, step counts, sweep,
   checkpoint and report settings."""
-  cfg = json.loads(config.to_json_best_effort(sort_keys=True))
-  for path in list(program_lib.TRACED) + ['train.steps']:
-    *parents, leaf = path.split('.')
-    node = cfg
-    for p in parents:
-      node = node[p]
-    node.pop(leaf, None)
-  cfg['train']['chunk_steps'] = program_lib.chunk_steps(config)
-  for section in ('sweep', 'checkpoint', 'report', 'output'):
-    cfg.pop(section, None)
-  cfg['minimal'] = writer_lib.output_settings(config)['minimal']  # bare mode compiles less
-  key = json.dumps(cfg, sort_keys=True)
+  key = program_lib.program_key(config)
   if key not in _PROGRAMS:
     _PROGRAMS[key] = program_lib.Program(config, task)
   return _PROGRAMS[key]

@@ -264,10 +264,12 @@ class Chunks:
   def run(self):
     """Every chunk of the schedule (or up to Ctrl-C); (state, the step it reached)."""
     g, state, pending, end = self.g, self.g.state, None, self.g.start
-    if g.start == 0 and 0 in self.ckpt_steps and g.restored is None:
-      self.save(0, state)
+    save_0 = g.start == 0 and 0 in self.ckpt_steps and g.restored is None
     for chunk_start, n in chunk_schedule(g.group.config, g.start):
       new_state, rows = g.prog.chunk(state, g.hp, g.data, chunk_start, n)
+      if save_0:  # once step 0 is running: its checkpoint (and lenses) is off the first step's path
+        self.save(0, state)
+        save_0 = False
       if self.warm.ident is None:
         self.warm.start()
       if pending is not None:
@@ -279,6 +281,8 @@ class Chunks:
     else:
       if pending is not None:
         end = self.land(*pending)
+    if save_0:  # no chunk ran (train.steps 0)
+      self.save(0, state)
     if self.warm.ident is None:  # no chunk ran (a finished run resumed)
       self.warm.start()
     self.warm.join()

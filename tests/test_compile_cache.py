@@ -1,0 +1,58 @@
+"""tinyjax.compile_cache.Saved: a traced program kept on disk and read back."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tinyjax import compile_cache
+
+
+def _fn(traced):
+  def f(x, n):
+    traced.append(1)  # runs once per trace
+    return {'y': x * 2.0 + n, 'z': (x.sum(), jnp.int32(n))}
+  return f
+
+
+def test_saved_program_is_read_back_not_traced(tmp_path):
+  traced = []
+  folder = str(tmp_path)
+  x = jnp.arange(4.0)
+  first = compile_cache.Saved('f', _fn(traced), lambda: 'k1', folder)
+  out1 = first(x, 3)
+  assert len(traced) == 1
+  assert [n.split('-')[0] for n in os.listdir(folder)] == ['f']
+  # A new Saved on the same folder (as a rerun's process): read, not traced.
+  again = compile_cache.Saved('f', _fn(traced), lambda: 'k1', folder)
+  out2 = again(x, 3)
+  assert len(traced) == 1
+  assert jax.tree.structure(out2) == jax.tree.structure(out1)
+  for a, b in zip(jax.tree.leaves(out1), jax.tree.leaves(out2)):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(out2['y'], [3.0, 5.0, 7.0, 9.0])
+  # Another key, or other shapes: traced again, a file of their own.
+  compile_cache.Saved('f', _fn(traced), lambda: 'k2', folder)(x, 3)
+  assert len(traced) == 2
+  again(jnp.arange(5.0), 3)
+  assert len(traced) == 3 and len(os.listdir(folder)) == 3
+  # The int argument is an array of the program, not a constant of it.
+  np.testing.assert_array_equal(again(x, 4)['y'], [4.0, 6.0, 8.0, 10.0])
+  assert len(traced) == 3
+
+
+def test_saved_inside_a_trace_and_without_a_cache(tmp_path):
+  traced = []
+  s = compile_cache.Saved('f', _fn(traced), lambda: 'k', str(tmp_path))
+  shapes = jax.eval_shape(s, jnp.arange(4.0), 3)  # traced inline: nothing saved
+  assert shapes['y'].shape == (4,) and os.listdir(tmp_path) == []
+  # A broken file is traced again and replaced.
+  s(jnp.arange(4.0), 3)
+  (path,) = [os.path.join(tmp_path, n) for n in os.listdir(tmp_path)]
+  with open(path, 'wb') as f:
+    f.write(b'not a program')
+  n = len(traced)
+  out = compile_cache.Saved('f', _fn(traced), lambda: 'k', str(tmp_path))(jnp.arange(4.0), 3)
+  assert len(traced) == n + 1 and float(out['z'][0]) == 6.0
+  assert os.path.getsize(path) > 100

@@ -56,3 +56,29 @@ def test_saved_inside_a_trace_and_without_a_cache(tmp_path):
   out = compile_cache.Saved('f', _fn(traced), lambda: 'k', str(tmp_path))(jnp.arange(4.0), 3)
   assert len(traced) == n + 1 and float(out['z'][0]) == 6.0
   assert os.path.getsize(path) > 100
+
+
+def test_checks_recalled_on_a_rerun(tmp_path, monkeypatch):
+  """The contracts' pass and the per-run bytes (functions of the shapes) are
+  traced once per program, code and data, then read back."""
+  from configs import tiny_llm
+  from tinyjax import extend
+  from tinyjax import memory
+  from tinyjax import program as program_lib
+  from tinyjax import sweep as sweep_lib
+  from tinyjax import train
+  monkeypatch.setattr(compile_cache, '_FOLDER', [str(tmp_path)])
+  calls = []
+  for module, name in ((extend, 'check'), (memory, 'per_run_bytes')):
+    real = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a, real=real, name=name, **k: (
+        calls.append(name), real(*a, **k))[1])
+  group = sweep_lib.expand(tiny_llm.get_config('smoke'))[0]
+  prog = program_lib.Program(group.config, train.build_task(group.config))
+  train.check_group(group, prog)
+  assert calls == ['check', 'per_run_bytes']
+  train.check_group(group, prog)
+  assert calls == ['check', 'per_run_bytes']
+  monkeypatch.setattr(compile_cache, '_FOLDER', [str(tmp_path / 'other')])  # nothing stored
+  train.check_group(group, prog)
+  assert calls == ['check', 'per_run_bytes'] * 2

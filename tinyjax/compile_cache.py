@@ -233,3 +233,42 @@ def saved(name: str, fn, key, **jit_kwargs):
   import jax
   folder = programs_dir()
   return Saved(name, fn, key, folder, **jit_kwargs) if folder else jax.jit(fn, **jit_kwargs)
+
+
+def recall(name: str, key: str):
+  """What remember(name, key, value) stored for this code (code_digest()),
+  or None (nothing stored, or no cache)."""
+  path = _note_path(name, key)
+  if path is None:
+    return None
+  import json
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def remember(name: str, key: str, value) -> None:
+  """Stores a small JSON value (e.g. a check that passed, by shapes) for recall."""
+  path = _note_path(name, key)
+  if path is None:
+    return
+  import json
+  try:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f'{path}.{os.getpid()}.tmp'
+    with open(tmp, 'w') as f:
+      json.dump(value, f)
+    os.replace(tmp, path)
+  except OSError:
+    pass
+
+
+def _note_path(name, key):
+  folder = programs_dir()
+  if folder is None:
+    return None
+  import hashlib
+  h = hashlib.sha256(f'{name}\0{key}\0{code_digest()}'.encode()).hexdigest()[:40]
+  return os.path.join(folder, f'{name}-{h}.json')

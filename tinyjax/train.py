@@ -203,11 +203,25 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False,
 
 def check_group(g, prog) -> None:
   """A group's contracts (task, model, lenses; by shapes) and its memory: a
-  sweep too big for the device is refused here, before anything is written."""
-  extend.check(prog, program_lib.hparam_arrays([program_lib.base_hparams(prog.config)]))
+  sweep too big for the device is refused here, before anything is written.
+  Both are functions of the program's shapes: a rerun of the same program,
+  code and data (Program.cache_key) reads the contracts' pass and the
+  per-run bytes from the compilation cache's folder instead of tracing again."""
+  key = prog.cache_key()
+  if compile_cache.recall('contracts', key) is None:
+    extend.check(prog, program_lib.hparam_arrays([program_lib.base_hparams(prog.config)]))
+    compile_cache.remember('contracts', key, True)
+
+  def per_run(hp_np, with_rows=False):
+    found = compile_cache.recall(f'run_bytes_{int(with_rows)}', key)
+    if found is None:
+      found = memory.per_run_bytes(prog, hp_np, with_rows)
+      compile_cache.remember(f'run_bytes_{int(with_rows)}', key, found)
+    return found
   memory.check(prog, program_lib.hparam_arrays(
       [r['hparams'] for r in g.runs]), len(g.runs), runs_mesh(len(g.runs)).devices.size,
-               f'group {g.name}' if g.name else 'the sweep' if len(g.runs) > 1 else 'the run')
+               f'group {g.name}' if g.name else 'the sweep' if len(g.runs) > 1 else 'the run',
+               per_run=per_run)
 
 
 def finish_summary(workdir, summary, groups, config) -> dict:

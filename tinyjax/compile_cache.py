@@ -200,6 +200,7 @@ class Saved:
         out = self.fn(*jax.tree.unflatten(in_tree, xs))
         flat_out, box['out_tree'] = jax.tree.flatten(out)
         return flat_out
+      flat.__name__ = getattr(self.fn, '__name__', self.name)
       try:
         exported = jax.export.export(jax.jit(flat))(*leaves)
         blob = exported.serialize()

@@ -82,3 +82,27 @@ def test_checks_recalled_on_a_rerun(tmp_path, monkeypatch):
   monkeypatch.setattr(compile_cache, '_FOLDER', [str(tmp_path / 'other')])  # nothing stored
   train.check_group(group, prog)
   assert calls == ['check', 'per_run_bytes'] * 2
+
+
+def test_code_digest_follows_the_users_code(tmp_path, monkeypatch):
+  """A program is keyed by the source of the user's modules too: an edited
+  file gives another key; a spec module without a source file, no saving."""
+  import importlib
+  import sys
+  import types
+  mod = tmp_path / 'my_model_s4.py'
+  mod.write_text('SCALE = 1\n')
+  monkeypatch.syspath_prepend(str(tmp_path))
+  importlib.import_module('my_model_s4')
+  before = compile_cache.code_digest()
+  assert compile_cache.code_digest(('my_model_s4',)) == before
+  mod.write_text('SCALE = 2  # edited\n')
+  assert compile_cache.code_digest() != before
+  del sys.modules['my_model_s4']
+  monkeypatch.setitem(sys.modules, 'nofile_s4', types.ModuleType('nofile_s4'))  # as a notebook's
+  assert compile_cache.code_digest(('nofile_s4',)) is None
+  traced = []
+  s = compile_cache.Saved('f', _fn(traced), lambda: 'k', str(tmp_path / 'p'), ('nofile_s4',))
+  s(jnp.arange(2.0), 1)
+  s(jnp.arange(2.0), 1)
+  assert len(traced) == 1 and not os.path.exists(tmp_path / 'p')  # the plain jit

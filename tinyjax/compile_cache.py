@@ -84,20 +84,44 @@ def programs_dir() -> str | None:
 def _digest_files(h, paths):
   for p in paths:
     h.update(p.encode())
-    with open(p, 'rb') as f:
-      h.update(f.read())
+    try:
+      with open(p, 'rb') as f:
+        h.update(f.read())
+    except OSError:  # a module whose file is gone: its name stands for it
+      pass
 
 
-_PACKAGE_DIGEST: list = []
+_DIGESTS: dict = {}
 
 
-def code_digest() -> str:
+def code_digest(modules=()) -> str | None:
   """sha256 of what a traced program is made of besides its config and data:
-  tinyjax's source, the extension files a config loaded (tinyjax.extend), and
-  the versions of the libraries that trace it."""
-  import hashlib
+  tinyjax's source, the source of every loaded module outside the Python
+  environment (the user's code: extension files, a local package, notebooks'
+  helpers), the modules named in `modules` (a config's 'package.module:attr'
+  specs, wherever installed) with their packages' loaded submodules, and the
+  versions of the libraries that trace it. None if one of `modules` has no
+  source file (e.g. '__main__' of a notebook): its program is then not saved."""
   import sys
-  if not _PACKAGE_DIGEST:
+  prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+  env = tuple({q + os.sep for p in prefixes for q in (p, os.path.realpath(p))})
+  named = {m.split('.')[0] for m in modules}
+  files = set()
+  for name, m in list(sys.modules.items()):
+    f = getattr(m, '__file__', None)
+    if name in modules and not f:
+      return None
+    if not f or not f.endswith('.py'):
+      continue
+    if (name.split('.')[0] in named or name.startswith('tinyjax')
+        or not (f.startswith(env) or os.path.realpath(f).startswith(env))):
+      files.add(f)
+  root = os.path.dirname(os.path.abspath(__file__))
+  package = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith('.py')]
+  files = sorted(files | set(package))
+  key = tuple((f, _stamp(f)) for f in files)  # a file edited in this process: hashed again
+  if key not in _DIGESTS:
+    import hashlib
     import flax
     import jax
     import jaxlib
@@ -106,14 +130,17 @@ def code_digest() -> str:
     h = hashlib.sha256(' '.join(
         [jax.__version__, jaxlib.__version__, flax.__version__, optax.__version__,
          np.__version__]).encode())
-    root = os.path.dirname(os.path.abspath(__file__))
-    _digest_files(h, sorted(os.path.join(d, f) for d, _, fs in os.walk(root)
-                            for f in fs if f.endswith('.py')))
-    _PACKAGE_DIGEST.append(h.hexdigest())
-  h = hashlib.sha256(_PACKAGE_DIGEST[0].encode())
-  _digest_files(h, sorted(m.__file__ for name, m in list(sys.modules.items())
-                          if name.startswith('tinyjax_user_') and getattr(m, '__file__', None)))
-  return h.hexdigest()
+    _digest_files(h, files)
+    _DIGESTS[key] = h.hexdigest()
+  return _DIGESTS[key]
+
+
+def _stamp(path):
+  try:
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size
+  except OSError:
+    return None
 
 
 class Saved:
@@ -129,9 +156,10 @@ class Saved:
   Python ints in the arguments are passed as int32 arrays.
   """
 
-  def __init__(self, name: str, fn, key, folder: str, **jit_kwargs):
+  def __init__(self, name: str, fn, key, folder: str, modules=(), **jit_kwargs):
     import jax
     self.name, self.fn, self.key, self.folder = name, fn, key, folder
+    self.code = lambda: code_digest(modules)
     self.jit_kwargs = jit_kwargs  # (compiler options apply to the outermost jit only)
     self.jitted = jax.jit(fn, **jit_kwargs)
     self._loaded = {}  # signature -> (jit of the exported call, output treedef) or None
@@ -165,7 +193,7 @@ class Saved:
         leaves[i] = np.int32(x)
       elif isinstance(x, jax.Array):
         devices |= x.sharding.device_set
-    if len(devices) > 1 or jax.process_count() > 1:
+    if len(devices) > 1 or jax.process_count() > 1 or self.code() is None:
       return None
     device = next(iter(devices), jax.devices()[0])
     signature = (in_tree, device.id, tuple(
@@ -179,7 +207,7 @@ class Saved:
   def _path(self, signature, device):
     import hashlib
     h = hashlib.sha256()
-    for part in (self.name, self.key(), code_digest(), str(signature[0]),
+    for part in (self.name, self.key(), self.code(), str(signature[0]),
                  str(signature[2]), device.platform, device.device_kind):
       h.update(part.encode() + b'\0')
     return os.path.join(self.folder, f'{self.name}-{h.hexdigest()[:40]}.jaxexport')
@@ -228,18 +256,19 @@ class Saved:
       pass
 
 
-def saved(name: str, fn, key, **jit_kwargs):
-  """Saved(name, fn, key, **jit_kwargs) when enable() turned a cache on, else
-  jax.jit(fn, **jit_kwargs)."""
+def saved(name: str, fn, key, modules=(), **jit_kwargs):
+  """Saved(name, fn, key, modules, **jit_kwargs) when enable() turned a cache
+  on, else jax.jit(fn, **jit_kwargs)."""
   import jax
   folder = programs_dir()
-  return Saved(name, fn, key, folder, **jit_kwargs) if folder else jax.jit(fn, **jit_kwargs)
+  return (Saved(name, fn, key, folder, modules, **jit_kwargs) if folder
+          else jax.jit(fn, **jit_kwargs))
 
 
-def recall(name: str, key: str):
-  """What remember(name, key, value) stored for this code (code_digest()),
+def recall(name: str, key: str, modules=()):
+  """What remember(name, key, value) stored for this code (code_digest(modules)),
   or None (nothing stored, or no cache)."""
-  path = _note_path(name, key)
+  path = _note_path(name, key, modules)
   if path is None:
     return None
   import json
@@ -250,9 +279,9 @@ def recall(name: str, key: str):
     return None
 
 
-def remember(name: str, key: str, value) -> None:
+def remember(name: str, key: str, value, modules=()) -> None:
   """Stores a small JSON value (e.g. a check that passed, by shapes) for recall."""
-  path = _note_path(name, key)
+  path = _note_path(name, key, modules)
   if path is None:
     return
   import json
@@ -266,10 +295,10 @@ def remember(name: str, key: str, value) -> None:
     pass
 
 
-def _note_path(name, key):
-  folder = programs_dir()
-  if folder is None:
+def _note_path(name, key, modules=()):
+  folder, code = programs_dir(), code_digest(modules)
+  if folder is None or code is None:
     return None
   import hashlib
-  h = hashlib.sha256(f'{name}\0{key}\0{code_digest()}'.encode()).hexdigest()[:40]
+  h = hashlib.sha256(f'{name}\0{key}\0{code}'.encode()).hexdigest()[:40]
   return os.path.join(folder, f'{name}-{h}.json')

@@ -74,6 +74,15 @@ def program_key(config) -> str:
   return json.dumps(cfg, sort_keys=True)
 
 
+def spec_modules(config) -> tuple[str, ...]:
+  """The modules of the config's 'package.module:attr' specs (task, model,
+  extra lenses): their source is part of the saved programs' key."""
+  specs = [config.task.get('name'), config.model.get('name'),
+           *config.get('lenses', {}).get('extra', ())]
+  return tuple(sorted({s.rsplit(':', 1)[0] for s in specs if isinstance(s, str) and ':' in s
+                       and not extend.is_file_spec(s)}))
+
+
 def base_hparams(config) -> dict[str, float]:
   """The traced hyperparameters of `config` as {name: value}.
 
@@ -161,7 +170,9 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     once = {'xla_backend_optimization_level': 0}
     # Each traced and lowered once per config, code and data: a rerun reads
     # them from the compilation cache's folder (tinyjax.compile_cache.Saved).
-    saved = lambda name, fn, **kw: compile_cache.saved(name, fn, self.cache_key, **kw)
+    self.spec_modules = spec_modules(config)
+    saved = lambda name, fn, **kw: compile_cache.saved(name, fn, self.cache_key,
+                                                       self.spec_modules, **kw)
     self.init = saved('init', jax.vmap(self._init_run), compiler_options=once)
     self.chunk = saved('chunk', self._chunk)
     # Not a corpus's evaluation either: eval_iters batches of full-size windows.

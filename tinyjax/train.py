@@ -207,16 +207,17 @@ def check_group(g, prog) -> None:
   Both are functions of the program's shapes: a rerun of the same program,
   code and data (Program.cache_key) reads the contracts' pass and the
   per-run bytes from the compilation cache's folder instead of tracing again."""
-  key = prog.cache_key()
-  if compile_cache.recall('contracts', key) is None:
+  key, modules = prog.cache_key(), prog.spec_modules
+  if compile_cache.recall('contracts', key, modules) is None:
     extend.check(prog, program_lib.hparam_arrays([program_lib.base_hparams(prog.config)]))
-    compile_cache.remember('contracts', key, True)
+    compile_cache.remember('contracts', key, True, modules)
 
   def per_run(hp_np, with_rows=False):
-    found = compile_cache.recall(f'run_bytes_{int(with_rows)}', key)
+    name = f'run_bytes_{int(with_rows)}'
+    found = compile_cache.recall(name, key, modules)
     if found is None:
       found = memory.per_run_bytes(prog, hp_np, with_rows)
-      compile_cache.remember(f'run_bytes_{int(with_rows)}', key, found)
+      compile_cache.remember(name, key, found, modules)
     return found
   memory.check(prog, program_lib.hparam_arrays(
       [r['hparams'] for r in g.runs]), len(g.runs), runs_mesh(len(g.runs)).devices.size,

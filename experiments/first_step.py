@@ -242,6 +242,49 @@ def run(configs, repeats, out):
   return result
 
 
+def compile_parts(config_name, repeats, out):
+  """CPU seconds of tracing + lowering and of XLA compiling the config's
+  training chunk as configured and in bare mode (output.minimal: every step
+  the unlogged step; no evaluation, lens or logged step in the chunk), and of
+  its end-of-run evaluation; in this process, no compilation cache. Bare
+  mode's chunk bounds what one step variant in the chunk could save."""
+  os.environ['TINYJAX_COMPILATION_CACHE'] = 'off'
+  import jax
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  from tinyjax import api, loop, program as program_lib, sweep as sweep_lib, train
+  result = {'command': 'python experiments/first_step.py ' + ' '.join(sys.argv[1:]),
+            'loadavg_start': os.getloadavg(), 'config': CONFIGS[config_name], 'rounds': []}
+  for _ in range(repeats):
+    for minimal in (False, True):
+      c = api.load_config(os.path.join(ROOT, CONFIGS[config_name]))
+      with c.unlocked():
+        c.output.minimal = minimal
+      g = sweep_lib.expand(c)[0]
+      prog = program_lib.Program(g.config, train.build_task(g.config))
+      hp_np = program_lib.hparam_arrays([r['hparams'] for r in g.runs])
+      mesh = loop.runs_mesh(1)
+      shard = NamedSharding(mesh, P('runs'))
+      hp = jax.device_put(hp_np, shard)
+      data = jax.device_put(prog.data, NamedSharding(mesh, P()))
+      state = jax.device_put(prog.init(hp), shard)
+      hp = prog.with_init(hp, state)
+      t0 = time.process_time()
+      lowered = prog.chunk.lower(state, hp, data, 0, 1)
+      t1 = time.process_time()
+      lowered.compile()
+      t2 = time.process_time()
+      prog.evaluate.lower(state, hp, data, 0).compile()
+      t3 = time.process_time()
+      r = {'bare': minimal, 'chunk_trace_lower_cpu_s': t1 - t0, 'chunk_compile_cpu_s': t2 - t1,
+           'evaluate_cpu_s': t3 - t2}
+      result['rounds'].append(r)
+      print(r, flush=True)
+  result['loadavg_end'] = os.getloadavg()
+  with open(out, 'w') as f:
+    json.dump(result, f, indent=1)
+  print(f'wrote {out}')
+
+
 def _median(xs):
   xs = sorted(xs)
   n = len(xs)
@@ -296,10 +339,15 @@ def main():
   ap.add_argument('--repeats', type=int, default=1)
   ap.add_argument('--out', default=os.path.join(ROOT, 'experiments/results/first_step.json'))
   ap.add_argument('--table', metavar='JSON', help='print the docs\' tables from a stored JSON')
+  ap.add_argument('--compile_parts', metavar='CONFIG',
+                  help='instead: the chunk\'s compile CPU as configured and in bare mode')
   ap.add_argument('--child', nargs=3, help=argparse.SUPPRESS)
   a = ap.parse_args()
   if a.child:
     return child(a.child[0], a.child[1], float(a.child[2]))
+  if a.compile_parts:
+    os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+    return compile_parts(a.compile_parts, a.repeats, a.out)
   if a.table:
     return table(a.table)
   unknown = [c for c in a.configs.split(',') if c not in CONFIGS]

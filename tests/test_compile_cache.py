@@ -106,3 +106,18 @@ def test_code_digest_follows_the_users_code(tmp_path, monkeypatch):
   s(jnp.arange(2.0), 1)
   s(jnp.arange(2.0), 1)
   assert len(traced) == 1 and not os.path.exists(tmp_path / 'p')  # the plain jit
+
+
+def test_no_saving_when_jax_cache_is_switched_off(tmp_path, monkeypatch):
+  """tinyjax.bench times cold starts with JAX's cache switched off: then no
+  traced program is read or written either."""
+  monkeypatch.setattr(compile_cache, '_FOLDER', [str(tmp_path)])
+  assert compile_cache.programs_dir() == str(tmp_path / compile_cache.PROGRAMS_DIR)
+  assert isinstance(compile_cache.saved('f', _fn([]), lambda: 'k'), compile_cache.Saved)
+  was = jax.config.jax_enable_compilation_cache
+  jax.config.update('jax_enable_compilation_cache', False)
+  try:
+    assert compile_cache.programs_dir() is None
+    assert not isinstance(compile_cache.saved('f', _fn([]), lambda: 'k'), compile_cache.Saved)
+  finally:
+    jax.config.update('jax_enable_compilation_cache', was)

@@ -77,8 +77,12 @@ _FOLDER: list = []  # the folder enable() turned on, if any
 
 def programs_dir() -> str | None:
   """Where Saved keeps traced programs: a folder in the compilation cache that
-  enable() turned on; None (no saving) when the cache is off."""
-  return os.path.join(_FOLDER[0], PROGRAMS_DIR) if _FOLDER and _FOLDER[0] else None
+  enable() turned on; None (no saving) when the cache is off, also when JAX's
+  cache is switched off after enable() (tinyjax.bench's cold timings)."""
+  import jax
+  if not (_FOLDER and _FOLDER[0]) or not jax.config.jax_enable_compilation_cache:
+    return None
+  return os.path.join(_FOLDER[0], PROGRAMS_DIR)
 
 
 def _digest_files(h, paths):

@@ -217,6 +217,7 @@ def run(configs, repeats, out):
                         'loadavg_start': os.getloadavg()},
             'python': sys.version.split()[0], 'configs': {}}
   t_all = time.perf_counter()
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   for name in configs:
     rounds = []
     for r in range(repeats):
@@ -231,11 +232,12 @@ def run(configs, repeats, out):
             f'({fresh["first_step_cpu_s"]:.1f} CPU s), cached {cached["first_step_wall_s"]:.1f} s '
             f'({cached["first_step_cpu_s"]:.1f} CPU s)', flush=True)
     result['configs'][name] = rounds
+    with open(out, 'w') as f:  # after each config: a long run cut short keeps what it measured
+      json.dump(result, f, indent=1)
   result['machine']['loadavg_end'] = os.getloadavg()
   result['total_s'] = time.perf_counter() - t_all
   import jax
   result['jax_version'] = jax.__version__
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   with open(out, 'w') as f:
     json.dump(result, f, indent=1)
   print(f'wrote {out}')
@@ -294,8 +296,14 @@ def _median(xs):
 def table(path):
   """docs/benchmarks.md's tables from a stored JSON (medians over rounds)."""
   r = json.load(open(path))
+  end = r['machine'].get('loadavg_end')
   print(f'Load average {r["machine"]["loadavg_start"][0]:.1f} at the start, '
-        f'{r["machine"]["loadavg_end"][0]:.1f} at the end.\n')
+        + (f'{end[0]:.1f} at the end.\n' if end else 'cut short before the end.\n'))
+  for rounds in r['configs'].values():
+    for x in rounds:
+      for start in x.values():
+        if 'first_step_cpu_s' not in start:
+          derive(start)
   print('| config | first training step, fresh (wall / CPU s) | with the cache (wall / CPU s) '
         '| then step 0\'s evaluation (CPU s) | cache hits (cached run) |')
   print('|---|---|---|---|---|')

@@ -248,8 +248,10 @@ class Chunks:
     self.g, self.writers, self.sigint = g, writers, sigint
     self.ckpt_steps = checkpoint_steps(g.group.config)
     self.bar = progress_bar(g, progress)
+    # Started once the first chunk is compiled and dispatched: tracing the
+    # evaluation meanwhile would hold the GIL the chunk's tracing needs (~2 s
+    # of tiny-llm's start), while the running chunk leaves the host idle.
     self.warm = threading.Thread(target=self._warm_up, args=(g.state,), daemon=True)
-    self.warm.start()
 
   def _warm_up(self, state):
     """The end-of-run functions compile on a side thread while training runs
@@ -262,10 +264,14 @@ class Chunks:
   def run(self):
     """Every chunk of the schedule (or up to Ctrl-C); (state, the step it reached)."""
     g, state, pending, end = self.g, self.g.state, None, self.g.start
-    if g.start == 0 and 0 in self.ckpt_steps and g.restored is None:
-      self.save(0, state)
+    save_0 = g.start == 0 and 0 in self.ckpt_steps and g.restored is None
     for chunk_start, n in chunk_schedule(g.group.config, g.start):
       new_state, rows = g.prog.chunk(state, g.hp, g.data, chunk_start, n)
+      if save_0:  # once step 0 is running: its checkpoint (and lenses) is off the first step's path
+        self.save(0, state)
+        save_0 = False
+      if self.warm.ident is None:
+        self.warm.start()
       if pending is not None:
         end = self.land(*pending)
         if self.sigint.hit:
@@ -275,6 +281,10 @@ class Chunks:
     else:
       if pending is not None:
         end = self.land(*pending)
+    if save_0:  # no chunk ran (train.steps 0)
+      self.save(0, state)
+    if self.warm.ident is None:  # no chunk ran (a finished run resumed)
+      self.warm.start()
     self.warm.join()
     return state, end
 
@@ -318,7 +328,8 @@ class Chunks:
     """After a fault: stops the bar, the writer and orbax's threads; with
     `drain`, the writer first writes the rows and saves the checkpoints
     queued before the fault (a device fault leaves the disk working)."""
-    self.warm.join()
+    if self.warm.ident is not None:
+      self.warm.join()
     self.bar.close()
     self.writers.out.abort(drain)
     ckpt_lib.stop(self.g.mgr)

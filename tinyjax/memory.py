@@ -87,17 +87,20 @@ def _gb(n: int) -> str:
   return f'{n / 2**30:.2f} GB' if n >= 2**28 else f'{n / 2**20:.1f} MB'
 
 
-def check(prog, hp_np, n_runs: int, n_devices: int, where: str = 'the sweep') -> None:
-  """ConfigError if `n_runs` runs over `n_devices` devices cannot fit."""
+def check(prog, hp_np, n_runs: int, n_devices: int, where: str = 'the sweep',
+          per_run=None) -> None:
+  """ConfigError if `n_runs` runs over `n_devices` devices cannot fit.
+  (per_run: per_run_bytes(prog, hp_np, with_rows), or a stand-in that recalls it.)"""
+  per_run = per_run or (lambda hp, with_rows=False: per_run_bytes(prog, hp, with_rows))
   limit, source = budget()
   if limit is None:
     return
   per_device = math.ceil(n_runs / n_devices)
   data = nbytes(prog.data)
   usable = int(limit * HEADROOM)
-  run = per_run_bytes(prog, hp_np)
+  run = per_run(hp_np)
   if data + per_device * run > usable / 4:  # near the budget: count the rows too
-    run = per_run_bytes(prog, hp_np, with_rows=True)
+    run = per_run(hp_np, with_rows=True)
   need = data + per_device * run
   if need <= usable:
     return

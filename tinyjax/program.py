@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tinyjax import compile_cache
 from tinyjax import extend
 from tinyjax import generation
 from tinyjax import lens_plumbing
@@ -53,6 +54,33 @@ def chunk_steps(config) -> int:
   few steps it runs: a 300-step run would fetch 100 rows per chunk, 70 NaN)."""
   t = config.train
   return min(t.chunk_steps, -(-t.steps // t.log_every) * t.log_every)
+
+
+def program_key(config) -> str:
+  """The config's fields that are compiled into the programs, as JSON: not
+  the traced values, step counts, sweep, checkpoint and report settings."""
+  import json
+  cfg = json.loads(config.to_json_best_effort(sort_keys=True))
+  for path in list(TRACED) + ['train.steps']:
+    *parents, leaf = path.split('.')
+    node = cfg
+    for p in parents:
+      node = node[p]
+    node.pop(leaf, None)
+  cfg['train']['chunk_steps'] = chunk_steps(config)
+  for section in ('sweep', 'checkpoint', 'report', 'output'):
+    cfg.pop(section, None)
+  cfg['minimal'] = bool(config.get('output', {}).get('minimal', False))  # bare mode compiles less
+  return json.dumps(cfg, sort_keys=True)
+
+
+def spec_modules(config) -> tuple[str, ...]:
+  """The modules of the config's 'package.module:attr' specs (task, model,
+  extra lenses): their source is part of the saved programs' key."""
+  specs = [config.task.get('name'), config.model.get('name'),
+           *config.get('lenses', {}).get('extra', ())]
+  return tuple(sorted({s.rsplit(':', 1)[0] for s in specs if isinstance(s, str) and ':' in s
+                       and not extend.is_file_spec(s)}))
 
 
 def base_hparams(config) -> dict[str, float]:
@@ -140,11 +168,36 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     # ~8 s to compile optimised, ~1.5 s not) since their run time is nothing.
     # Not generate: 100 decoding steps of unoptimised code cost far more.
     once = {'xla_backend_optimization_level': 0}
-    self.init = jax.jit(jax.vmap(self._init_run), compiler_options=once)
-    self.chunk = jax.jit(self._chunk)
+    # Each traced and lowered once per config, code and data: a rerun reads
+    # them from the compilation cache's folder (tinyjax.compile_cache.Saved).
+    self.spec_modules = spec_modules(config)
+    saved = lambda name, fn, **kw: compile_cache.saved(name, fn, self.cache_key,
+                                                       self.spec_modules, **kw)
+    self.init = saved('init', jax.vmap(self._init_run), compiler_options=once)
+    self.chunk = saved('chunk', self._chunk)
     # Not a corpus's evaluation either: eval_iters batches of full-size windows.
     rows = isinstance(task.train, tasks_lib.Split)
-    self.evaluate = jax.jit(self._evaluate, compiler_options=once if rows else None)
+    self.evaluate = saved('evaluate', self._evaluate, compiler_options=once if rows else None)
+    self._cache_key = None
+
+  def cache_key(self) -> str:
+    """What the compiled programs depend on besides the code and their
+    arguments' shapes: the config's compiled-in fields (program_key) and the
+    task's data and vocabulary (a corpus edited in place changes it)."""
+    if self._cache_key is None:
+      import hashlib
+      h = hashlib.sha256(program_key(self.config).encode())
+      h.update(repr(getattr(self.task.vocab, 'tokens', self.task.vocab)).encode())
+      t = self.task
+      h.update(repr((t.class_names, t.prompts, t.expected, t.prompt_buckets,
+                     t.prompt_template, self.vocab_size, self.max_len)).encode())
+      for path, x in sorted(jax.tree_util.tree_flatten_with_path(self.data)[0],
+                            key=lambda kv: jax.tree_util.keystr(kv[0])):
+        x = np.ascontiguousarray(x)
+        h.update(f'{jax.tree_util.keystr(path)}{x.dtype}{x.shape}'.encode())
+        h.update(x.tobytes())
+      self._cache_key = h.hexdigest()
+    return self._cache_key
 
   # ------------------------------------------------------------ one run ---
   def _init_run(self, hp):

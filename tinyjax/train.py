@@ -203,11 +203,26 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False,
 
 def check_group(g, prog) -> None:
   """A group's contracts (task, model, lenses; by shapes) and its memory: a
-  sweep too big for the device is refused here, before anything is written."""
-  extend.check(prog, program_lib.hparam_arrays([program_lib.base_hparams(prog.config)]))
+  sweep too big for the device is refused here, before anything is written.
+  Both are functions of the program's shapes: a rerun of the same program,
+  code and data (Program.cache_key) reads the contracts' pass and the
+  per-run bytes from the compilation cache's folder instead of tracing again."""
+  key, modules = prog.cache_key(), prog.spec_modules
+  if compile_cache.recall('contracts', key, modules) is None:
+    extend.check(prog, program_lib.hparam_arrays([program_lib.base_hparams(prog.config)]))
+    compile_cache.remember('contracts', key, True, modules)
+
+  def per_run(hp_np, with_rows=False):
+    name = f'run_bytes_{int(with_rows)}'
+    found = compile_cache.recall(name, key, modules)
+    if found is None:
+      found = memory.per_run_bytes(prog, hp_np, with_rows)
+      compile_cache.remember(name, key, found, modules)
+    return found
   memory.check(prog, program_lib.hparam_arrays(
       [r['hparams'] for r in g.runs]), len(g.runs), runs_mesh(len(g.runs)).devices.size,
-               f'group {g.name}' if g.name else 'the sweep' if len(g.runs) > 1 else 'the run')
+               f'group {g.name}' if g.name else 'the sweep' if len(g.runs) > 1 else 'the run',
+               per_run=per_run)
 
 
 def finish_summary(workdir, summary, groups, config) -> dict:
@@ -272,18 +287,7 @@ def program_for(config, task) -> program_lib.Program:
   across calls in one process (sequential baselines, tests, notebooks). The key
   leaves out what is not compiled in: traced values, step counts, sweep,
   checkpoint and report settings."""
-  cfg = json.loads(config.to_json_best_effort(sort_keys=True))
-  for path in list(program_lib.TRACED) + ['train.steps']:
-    *parents, leaf = path.split('.')
-    node = cfg
-    for p in parents:
-      node = node[p]
-    node.pop(leaf, None)
-  cfg['train']['chunk_steps'] = program_lib.chunk_steps(config)
-  for section in ('sweep', 'checkpoint', 'report', 'output'):
-    cfg.pop(section, None)
-  cfg['minimal'] = writer_lib.output_settings(config)['minimal']  # bare mode compiles less
-  key = json.dumps(cfg, sort_keys=True)
+  key = program_lib.program_key(config)
   if key not in _PROGRAMS:
     _PROGRAMS[key] = program_lib.Program(config, task)
   return _PROGRAMS[key]

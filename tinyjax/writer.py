@@ -38,12 +38,34 @@ import threading
 
 import time
 
+import sys
+
 import numpy as np
-from tensorboardX.event_file_writer import EventsWriter
-from tensorboardX.proto.event_pb2 import Event, SessionLog
-from tensorboardX.proto.summary_pb2 import Summary
-from tensorboardX.summary import hparams as tb_hparams
-from tensorboardX.summary import image as tb_image
+
+
+def _import_tensorboardx():
+  """Imports tensorboardX without torch. Its package __init__ imports its
+  SummaryWriter, which imports torch when torch is installed (the interop
+  extras install it): 2.5 s of CPU before a run's first step, for a writer
+  tinyjax does not use (EventFile below writes the events). torch is hidden
+  only for this import when nothing imported it yet; a later `import torch`
+  works as usual."""
+  if 'tensorboardX' in sys.modules or 'torch' in sys.modules:
+    return
+  sys.modules['torch'] = None  # `import torch` raises ImportError: tensorboardX's fallback
+  try:
+    import tensorboardX  # noqa: F401
+  finally:
+    if 'torch' in sys.modules and sys.modules['torch'] is None:
+      del sys.modules['torch']
+
+
+_import_tensorboardx()
+from tensorboardX.event_file_writer import EventsWriter  # noqa: E402
+from tensorboardX.proto.event_pb2 import Event, SessionLog  # noqa: E402
+from tensorboardX.proto.summary_pb2 import Summary  # noqa: E402
+from tensorboardX.summary import hparams as tb_hparams  # noqa: E402
+from tensorboardX.summary import image as tb_image  # noqa: E402
 
 
 def read_jsonl(path: str) -> list[dict]:

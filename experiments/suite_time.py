@@ -55,8 +55,8 @@ def run(workers: int, files: list) -> dict:
   env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=cache)
   load0, before = os.getloadavg(), resource.getrusage(resource.RUSAGE_CHILDREN)
   t = time.perf_counter()
-  p = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-n', str(workers), '--durations=0',
-                      *files], cwd=ROOT, env=env, capture_output=True, text=True)
+  p = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-rf', '-n', str(workers),
+                      '--durations=0', *files], cwd=ROOT, env=env, capture_output=True, text=True)
   wall = time.perf_counter() - t
   after = resource.getrusage(resource.RUSAGE_CHILDREN)
   log = p.stdout + p.stderr
@@ -65,7 +65,10 @@ def run(workers: int, files: list) -> dict:
           'sys_seconds': round(after.ru_stime - before.ru_stime, 1),
           'load_average_before': [round(x, 2) for x in load0],
           'load_average_after': [round(x, 2) for x in os.getloadavg()],
-          'returncode': p.returncode, 'result': summary_line(log), 'files': per_file(log)}
+          'returncode': p.returncode, 'result': summary_line(log),
+          'failed': [l.split(' - ')[0][len('FAILED '):] for l in log.splitlines()
+                     if l.startswith('FAILED ')],
+          'files': per_file(log)}
 
 
 def from_log(path: str) -> dict:

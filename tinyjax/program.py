@@ -178,7 +178,10 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     # Not a corpus's evaluation either: eval_iters batches of full-size windows.
     rows = isinstance(task.train, tasks_lib.Split)
     self.evaluate = saved('evaluate', self._evaluate, compiler_options=once if rows else None)
-    self._cache_key = None
+    # The config's compiled-in fields as they are now: a caller may change the
+    # ConfigDict after building this program (the saved programs' key must
+    # describe what was traced, not the config's later state).
+    self._program_key, self._cache_key = program_key(config), None
 
   def cache_key(self) -> str:
     """What the compiled programs depend on besides the code and their
@@ -186,7 +189,7 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     task's data and vocabulary (a corpus edited in place changes it)."""
     if self._cache_key is None:
       import hashlib
-      h = hashlib.sha256(program_key(self.config).encode())
+      h = hashlib.sha256(self._program_key.encode())
       h.update(repr(getattr(self.task.vocab, 'tokens', self.task.vocab)).encode())
       t = self.task
       h.update(repr((t.class_names, t.prompts, t.expected, t.prompt_buckets,

@@ -165,22 +165,6 @@ def patch(obj, name, value):
   return cm
 
 
-def config_field(**fields):
-  """A variant that sets config fields ('model.x': value)."""
-  @contextlib.contextmanager
-  def cm(config):
-    config = config.copy_and_resolve_references()
-    with config.unlocked():
-      for path, value in fields.items():
-        node = config
-        *parts, last = path.split('.')
-        for p in parts:
-          node = node[p]
-        node[last] = value
-    yield config
-  return cm
-
-
 def build(config_path, variant, log_every, start):
   import jax
   from tinyjax import api

@@ -197,14 +197,15 @@ class Saved:
         leaves[i] = np.int32(x)
       elif isinstance(x, jax.Array):
         devices |= x.sharding.device_set
-    if len(devices) > 1 or jax.process_count() > 1 or self.code() is None:
+    if len(devices) > 1 or jax.process_count() > 1:
       return None
     device = next(iter(devices), jax.devices()[0])
     signature = (in_tree, device.id, tuple(
         (np.shape(x), np.result_type(x).str, bool(getattr(x, 'weak_type', False)))
         for x in leaves))
-    if signature not in self._loaded:
-      self._loaded[signature] = self._load_or_export(signature, leaves, in_tree, device)
+    if signature not in self._loaded:  # the code is hashed once per signature, not per call
+      self._loaded[signature] = (None if self.code() is None else
+                                 self._load_or_export(signature, leaves, in_tree, device))
     found = self._loaded[signature]
     return None if found is None else (*found, leaves)
 

@@ -34,11 +34,9 @@ import json
 import math
 import os
 import queue
-import threading
-
-import time
-
 import sys
+import threading
+import time
 
 import numpy as np
 

@@ -274,6 +274,7 @@ def child(config_path, workdir):
       marks['first_step_s'] = time.perf_counter() - t0
       print('FIRST_STEP ' + json.dumps(marks), flush=True)
       os._exit(0)
+    first.lower = real.lower  # (tinyjax.loop compiles the chunk ahead with it)
     prog.chunk = first
     return prog
 

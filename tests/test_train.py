@@ -191,3 +191,34 @@ def test_eval_prompts_choose_the_generations(timmy, tmp_path):
   assert list(run['generation_correct']) == ['violet']  # the task knows this one
   rows = writer.read_jsonl(str(tmp_path / 'seed=0' / 'metrics.jsonl'))
   assert 'generation/violet' in rows[0] and 'generation/red' not in rows[0]
+
+
+def test_final_evaluation_is_the_logged_row_without_the_update():
+  """prog.evaluate is the training chunk run for zero steps: the row of step
+  s equals the row the chunk logs at s (bit for bit, lenses included), with
+  the evaluation whatever its schedule, and the parameters are not updated."""
+  import jax
+  from configs import timmy as timmy_cfg
+  from tinyjax import program, tasks
+  cfg = timmy_cfg.get_config()
+  with cfg.unlocked():
+    cfg.train.chunk_steps = 20
+  prog = program.Program(cfg, tasks.build(cfg.task))
+  hp = program.hparam_arrays([{**program.base_hparams(cfg), 'seed': s} for s in (0, 1)])
+  hp = prog.with_init(hp, state0 := prog.init(hp))
+  state10, _ = prog.chunk(state0, hp, prog.data, 0, 10)
+  after, row = prog.evaluate(state10, hp, prog.data, 10)
+  _, rows = prog.chunk(state10, hp, prog.data, 10, 10)
+  logged = {k: np.asarray(v[0]) for k, v in rows.items()}
+  row = {k: np.asarray(v) for k, v in row.items()}
+  for a, b in zip(jax.tree.leaves(after['params']) + jax.tree.leaves(after['opt_state']),
+                  jax.tree.leaves(state10['params']) + jax.tree.leaves(state10['opt_state'])):
+    np.testing.assert_array_equal(a, b)
+  assert not any(k.startswith('update_ratio/') for k in row)
+  assert any(k.startswith('update_ratio/') for k in logged)  # (the logged row has them)
+  evaluated = [k for k in row if np.isnan(logged[k]).all()]
+  assert 'heldout/loss' in evaluated and np.isfinite(row['heldout/loss']).all()
+  same = [k for k in row if k not in evaluated]
+  assert {'loss', 'grad_norm', 'lr', 'param_norm'} <= set(same) and len(same) > 30
+  for k in same:
+    np.testing.assert_array_equal(row[k], logged[k], err_msg=k)

@@ -195,12 +195,14 @@ class Saved:
         return 'traced'
       if isinstance(x, (bool, int)) and not isinstance(x, np.generic):
         leaves[i] = np.int32(x)
-      elif isinstance(x, jax.Array):
-        devices |= x.sharding.device_set
+      elif isinstance(x, (jax.Array, jax.ShapeDtypeStruct)):  # (shapes: lower() ahead of a call)
+        devices |= x.sharding.device_set if x.sharding is not None else set()
     if len(devices) > 1 or jax.process_count() > 1:
       return None
     device = next(iter(devices), jax.devices()[0])
     signature = (in_tree, device.id, tuple(
+        (tuple(x.shape), np.dtype(x.dtype).str, bool(getattr(x, 'weak_type', False)))
+        if isinstance(x, jax.ShapeDtypeStruct) else
         (np.shape(x), np.result_type(x).str, bool(getattr(x, 'weak_type', False)))
         for x in leaves))
     if signature not in self._loaded:  # the code is hashed once per signature, not per call

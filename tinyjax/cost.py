@@ -11,8 +11,9 @@ compiled from scratch (jit's caches and the persistent compilation cache off):
                 fuses around it.
   compilation   jax.monitoring's durations in the full job, per jitted
                 function: tracing, lowering to MLIR, XLA compilation. The
-                end-of-run evaluation compiles on a side thread while the
-                chunks run, so part of it overlaps training.
+                chunk compiles on a side thread while init compiles, and the
+                end-of-run decoding on another while the chunks run, so
+                parts of them overlap.
   profiled      host calls of the full job, timed where they are made: the
                 end-of-run generation (compilation included), the sweep
                 report, summary writes, the checks before training.

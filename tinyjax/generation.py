@@ -145,14 +145,19 @@ class Generation:
                         'init_cache/decode, so it cannot generate')
     if not prompts:
       return [{} for _ in range(jax.tree.leaves(params)[0].shape[0])]
-    enc = self.encode_prompts(prompts)
-    n_new = self.max_new_tokens(n_new, int(enc['lengths'].max()))
-    settings = (settings or self.settings).arrays()
-    key = jax.random.key(seed)
-    toks = self.generate(params, enc, n_new, settings, key, constraint, beam)
+    toks = self.generate(*self._generate_args(params, n_new, prompts, settings, seed,
+                                              constraint, beam))
     toks = np.asarray(toks) if select is None else select(toks)
     return [{p: self.task.vocab.decode(toks[r, i]) for i, p in enumerate(prompts)}
             for r in range(toks.shape[0])]
+
+  def _generate_args(self, params, n_new, prompts, settings=None, seed=0, constraint=None,
+                     beam=0):
+    """generate's arguments for generations(...) (also what warm_up_final compiles)."""
+    enc = self.encode_prompts(prompts)
+    n_new = self.max_new_tokens(n_new, int(enc['lengths'].max()))
+    settings = (settings or self.settings).arrays()
+    return params, enc, n_new, settings, jax.random.key(seed), constraint, beam
 
   def _generate(self, params, prompts, n_new, settings, key, constraint=None, beam=0):
     """Every run's continuation of every prompt: sampling (optionally under a

@@ -84,6 +84,7 @@ class Placed:
   mgr: object
   mine: np.ndarray
   pos: dict
+  ahead: threading.Thread | None = None  # the chunk compiling (compile_chunk_ahead)
 
   def fetch(self, tree, axis=0, first=None):
     """This process's runs of a runs-sharded tree on the host, in run order.
@@ -107,10 +108,12 @@ def place_group(group, prog, workdir) -> Placed:
   data = jax.device_put(prog.data, NamedSharding(mesh, P()))
 
   mgr = ckpt_lib.manager(workdir, group.name, config.checkpoint.keep)
-  target = ckpt_lib.numpy_target(prog.init, hp_np)
-  start, restored = ckpt_lib.restore_latest(mgr, target)
+  abstract = jax.eval_shape(prog.init, hp_np)
+  start, restored = ckpt_lib.restore_latest(mgr, ckpt_lib.numpy_target(None, hp_np, abstract))
+  ahead = None
   if restored is None:
     start = 0
+    ahead = compile_chunk_ahead(prog, abstract, n_pad, shard, hp, data)
     # Sharded like the chunk's output (init leaves the zeros replicated): else
     # the chunk and evaluate compile twice, for each sharding of the state.
     state = jax.device_put(prog.init(hp), shard)
@@ -123,7 +126,30 @@ def place_group(group, prog, workdir) -> Placed:
   own = distributed.owned(hp['seed'])
   mine = own[own < n_runs]
   return Placed(group, prog, mesh, n_runs, n_pad, hp, data, state, start, restored, mgr,
-                mine, {int(i): j for j, i in enumerate(mine)})
+                mine, {int(i): j for j, i in enumerate(mine)}, ahead)
+
+
+def compile_chunk_ahead(prog, abstract, n_pad, shard, hp, data):
+  """The training chunk compiled on a side thread from the state's shapes,
+  while init compiles and runs on this one (both compilations release the
+  GIL: init's ~2 s of a fresh start no longer sits before the chunk's). The
+  first chunk call joins it and finds the compiled program (jit's caches).
+  An error here comes again from that call. None with several processes."""
+  if jax.process_count() > 1:
+    return None
+  state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(
+      (s.shape[0] + n_pad, *s.shape[1:]), s.dtype, sharding=shard, weak_type=s.weak_type),
+      abstract)
+  hp = prog.with_init(hp, state)
+
+  def compile_():
+    try:
+      prog.chunk.lower(state, hp, data, 0, 1).compile()
+    except Exception:  # noqa: BLE001
+      pass
+  thread = threading.Thread(target=compile_, daemon=True)
+  thread.start()
+  return thread
 
 
 # ---------------------------------------------------------- 2. writers ---
@@ -242,20 +268,20 @@ def progress_bar(g: Placed, progress: bool):
 
 class Chunks:
   """Phase 3: owns the chunk loop, its progress bar, the checkpoints and the
-  side thread that compiles the end-of-run evaluation while training runs."""
+  side thread that compiles the end-of-run decoding while training runs."""
 
   def __init__(self, g: Placed, writers: Writers, sigint, progress: bool):
     self.g, self.writers, self.sigint = g, writers, sigint
     self.ckpt_steps = checkpoint_steps(g.group.config)
     self.bar = progress_bar(g, progress)
     # Started once the first chunk is compiled and dispatched: tracing the
-    # evaluation meanwhile would hold the GIL the chunk's tracing needs (~2 s
+    # decoding meanwhile would hold the GIL the chunk's tracing needs (~2 s
     # of tiny-llm's start), while the running chunk leaves the host idle.
     self.warm = threading.Thread(target=self._warm_up, args=(g.state,), daemon=True)
 
   def _warm_up(self, state):
-    """The end-of-run functions compile on a side thread while training runs
-    (an error here, e.g. out of memory, comes again from evaluate, in the loop)."""
+    """The end-of-run decoding compiles on a side thread while training runs
+    (an error here, e.g. out of memory, comes again from the decoding itself)."""
     try:
       self.g.prog.warm_up_final(state, self.g.hp, self.g.data)
     except Exception:  # noqa: BLE001
@@ -266,6 +292,9 @@ class Chunks:
     g, state, pending, end = self.g, self.g.state, None, self.g.start
     save_0 = g.start == 0 and 0 in self.ckpt_steps and g.restored is None
     for chunk_start, n in chunk_schedule(g.group.config, g.start):
+      if g.ahead is not None:
+        g.ahead.join()
+        g.ahead = None
       new_state, rows = g.prog.chunk(state, g.hp, g.data, chunk_start, n)
       if save_0:  # once step 0 is running: its checkpoint (and lenses) is off the first step's path
         self.save(0, state)

@@ -163,10 +163,10 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
       self.has_checkpoint_lenses = self.lens.geometry = False  # (no w0 either)
       self._prompts = {'track': False}
 
-    # init and evaluate run once per run: they are compiled at XLA's lowest
-    # backend optimisation level (the threefry init of a 64-run sweep takes
-    # ~8 s to compile optimised, ~1.5 s not) since their run time is nothing.
-    # Not generate: 100 decoding steps of unoptimised code cost far more.
+    # init runs once per run: it is compiled at XLA's lowest backend
+    # optimisation level (the threefry init of a 64-run sweep takes ~8 s to
+    # compile optimised, ~1.5 s not) since its run time is nothing. Not
+    # generate: 100 decoding steps of unoptimised code cost far more.
     once = {'xla_backend_optimization_level': 0}
     # Each traced and lowered once per config, code and data: a rerun reads
     # them from the compilation cache's folder (tinyjax.compile_cache.Saved).
@@ -175,9 +175,6 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
                                                        self.spec_modules, **kw)
     self.init = saved('init', jax.vmap(self._init_run), compiler_options=once)
     self.chunk = saved('chunk', self._chunk)
-    # Not a corpus's evaluation either: eval_iters batches of full-size windows.
-    rows = isinstance(task.train, tasks_lib.Split)
-    self.evaluate = saved('evaluate', self._evaluate, compiler_options=once if rows else None)
     # The config's compiled-in fields as they are now: a caller may change the
     # ConfigDict after building this program (the saved programs' key must
     # describe what was traced, not the config's later state).
@@ -271,7 +268,10 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
         ms = ms.at[k].set(jnp.where((ms[k] < 0) & hit, step, ms[k]))
     return {**state, 'milestones': ms}
 
-  def _step_run(self, state, hp, data, step, full=True, length=None):
+  def _step_run(self, state, hp, data, step, full=True, length=None, train=True):
+    """One step of one run: the metrics at the current parameters, then the
+    update. train=False (traced; the final evaluation): the metrics only, the
+    parameters and optimizer state kept, lr the last update's."""
     full = full and not self.minimal
     m, grads = self._measure(state, hp, data, step, full, length)
     tx = optimizer_lib.make(self.config.optimizer, hp)
@@ -279,11 +279,14 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     params = jax.tree.map(jnp.add, state['params'], updates)
     if full:
       m['lr'] = optimizer_lib.current_lr(opt_state)
+      if train is not True:
+        m['lr'] = jnp.where(train, m['lr'], optimizer_lib.current_lr(state['opt_state']))
       if self.lens.geometry:
         m.update(self._every(step, lambda: lenses_lib.update_ratio(
             nnx.to_pure_dict(state['params']), nnx.to_pure_dict(updates))))
     bad = ~(jnp.isfinite(m['loss']) & jnp.isfinite(m['grad_norm']))
-    frozen = bad | (state['diverged_step'] >= 0)
+    frozen = bad | (state['diverged_step'] >= 0) | ~jnp.asarray(train)
+    bad = bad & train
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(frozen, b, a), new, old)
     state = self._update_milestones(state, m, step)
     state = {**state,
@@ -321,19 +324,27 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     rows past n_steps are NaN. A row's eval metrics are NaN unless its step is a
     multiple of eval.every. The other steps of a log group compute only what
     milestones and the divergence check need.
+
+    n_steps = 0 (`evaluate`): the row of step `start`, with its evaluation
+    whatever the schedule, and no update. One program for both: the final
+    evaluation was a second program of the same step and evaluation, as long
+    to compile (~5 s of a 64-run Timmy job's CPU).
     """
+    train = n_steps > 0
     # Jitted inside the chunk only so that each is traced once: the NaN rows
     # below take their shapes from that trace, which the conds then reuse
     # (jit's trace cache), instead of tracing the step and the evaluation
     # twice (~2 s of a tiny-llm start). XLA inlines the calls.
-    v_step = jax.jit(jax.vmap(self._step_run, in_axes=(0, 0, None, None)))
+    v_step = jax.jit(jax.vmap(lambda st, h, d, s, t: self._step_run(st, h, d, s, train=t),
+                              in_axes=(0, 0, None, None, None)))
     v_light = self._v_light()
     v_eval = jax.jit(jax.vmap(self._eval_run, in_axes=(0, 0, None, None)))
-    end = start + n_steps
+    end = start + jnp.maximum(n_steps, 1)
     # The metrics a skipped step or eval reports: NaN, shaped like the real ones.
     step_t = jax.ShapeDtypeStruct((), jnp.int32)  # as s0 below: an int32 tracer (not weak)
-    nan_like = lambda fn: lens_plumbing.nan_like(jax.eval_shape(fn, state, hp, data, step_t)[1])
-    nan_eval, nan_step = nan_like(v_eval), nan_like(v_step)
+    nan_like = lambda fn, *a: lens_plumbing.nan_like(
+        jax.eval_shape(fn, state, hp, data, step_t, *a)[1])
+    nan_eval, nan_step = nan_like(v_eval), nan_like(v_step, train)
 
     config_eval_steps = bool(self.config.eval.get('steps', ()))
 
@@ -341,10 +352,10 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
       s0 = start + g * self.log_every
       on_schedule = (jnp.isin(s0, self.eval_steps) if config_eval_steps
                      else s0 % self.eval_every == 0)
-      do_eval = (s0 < end) & on_schedule
+      do_eval = (s0 < end) & (on_schedule | ~train)
       state, em = jax.lax.cond(do_eval, lambda st: v_eval(st, hp, data, s0),
                                lambda st: (st, nan_eval), state)
-      state, m = jax.lax.cond(s0 < end, lambda st: v_step(st, hp, data, s0),
+      state, m = jax.lax.cond(s0 < end, lambda st: v_step(st, hp, data, s0, train),
                               lambda st: (st, nan_step), state)
       # The group's other steps; a dynamic trip count (not a cond per step)
       # stops the group that crosses `end`.
@@ -377,21 +388,19 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
       return jax.lax.switch(i, branches, state, hp, data, step)
     return light
 
-  def _evaluate(self, state, hp, data, step):
-    """The metric row at the current parameters, without training."""
-    def one(st, h):
-      m, _ = self._measure(st, h, data, step, full=not self.minimal)
-      if self.minimal:
-        return self._update_milestones(st, m, step), m
-      m['lr'] = optimizer_lib.current_lr(st['opt_state'])
-      st = self._update_milestones(st, m, step)
-      st, em = self._eval_run(st, h, data, step)
-      return st, {**m, **em}
-    return jax.vmap(one)(state, hp)
+  def evaluate(self, state, hp, data, step):
+    """(state, the metric row [runs, ...]) at the current parameters, without
+    training: the chunk for zero steps (its milestones updated by the row)."""
+    state, rows = self.chunk(state, hp, data, step, 0)
+    return state, {k: v[0] for k, v in rows.items() if not k.startswith('update_ratio/')}
 
   def warm_up_final(self, state, hp, data):
-    """Compiles the end-of-run evaluation (on a side thread while training
-    runs). Compiles only: running it there would put two programs with
-    collectives (the sampler loop's exit test) on the devices at once, whose
-    order on the CPU devices can interleave and deadlock."""
-    self.evaluate.lower(state, hp, data, 0).compile()
+    """Compiles the prompts' decoding at the end of the run (on a side thread
+    while training runs; tinyjax.loop.summarise decodes with it; the final
+    evaluation is the chunk, compiled already). Compiles only: running it
+    there would put two programs with collectives (the sampler loop's exit
+    test) on the devices at once, whose order on the CPU devices can
+    interleave and deadlock."""
+    if self.can_decode and not self.minimal and self.task.prompts:
+      self.generate.lower(*self._generate_args(
+          state['params'], self.config.eval.max_new_tokens, tuple(self.task.prompts))).compile()

@@ -39,6 +39,7 @@ def main():
   ap.add_argument('--workdir', default=os.path.join(ROOT, 'runs', 'timmy_lenses2'))
   ap.add_argument('--out', default=os.path.join(ROOT, 'experiments', 'results'))
   ap.add_argument('--margin', type=int, default=250)
+  ap.add_argument('--name', default='lenses_ii_timmy', help='Output files NAME.{json,png}.')
   a = ap.parse_args()
   summary = json.load(open(os.path.join(a.workdir, 'summary.json')))
   lens = results.run_rows(a.workdir, 'lenses')
@@ -84,6 +85,14 @@ def main():
                   'change_q25': float(np.percentile(af - b, 25)),
                   'change_q75': float(np.percentile(af - b, 75)),
                   'fraction_rose': float(np.mean(af > b))})
+  # Per seed: did the OV pair's LLC rise more than the QK pair's of the same layer?
+  for layer in (0, 1):
+    ov, qk = f'ov{layer}', f'qk{layer}'
+    if ov in before and qk in before and before[ov]:
+      d_ov = np.array(after[ov]) - np.array(before[ov])
+      d_qk = np.array(after[qk]) - np.array(before[qk])
+      table.append({'part': f'seeds where {ov} rose more than {qk}',
+                    'fraction': float(np.mean(d_ov > d_qk))})
   thr = 2 / lr
   out = {'workdir': a.workdir, 'seeds': len(runs), 'seeds_bracketed': n_broke, 'lr': lr,
          'gd_threshold_2_over_lr': thr, 'margin': a.margin, 'table': table,
@@ -105,7 +114,7 @@ def main():
              for s in sharp])),
          'sharpness': sharp}
   os.makedirs(a.out, exist_ok=True)
-  with open(os.path.join(a.out, 'lenses_ii_timmy.json'), 'w') as fh:
+  with open(os.path.join(a.out, a.name + '.json'), 'w') as fh:
     json.dump(out, fh, indent=1)
 
   fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
@@ -133,7 +142,7 @@ def main():
   axes[2].set_xlabel('step')
   axes[2].legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(os.path.join(a.out, 'lenses_ii_timmy.png'), dpi=100)
+  fig.savefig(os.path.join(a.out, a.name + '.png'), dpi=100)
   print(json.dumps({k: v for k, v in out.items() if k != 'sharpness'}, indent=1))
 
 

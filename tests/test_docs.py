@@ -286,10 +286,9 @@ LONG = {
     'python -m tinyjax.generate',
     'python -m tinyjax.run',
     'python -m tinyjax.run --config configs/grokking_small.py:lenses2 --config.sweep.seeds=8 --config.lenses.llc_parts="()" --config.lenses.every=100 --workdir runs/grok8 --noprogress',
-    'python -m tinyjax.run --config configs/timmy.py:lenses2 --workdir runs/timmy_lenses2 --noprogress',
     'python examples/sparse_parity/study.py',
     'python experiments/essential_dynamics.py --workdir WORKDIR [--milestone breakthrough_step]',
-    'python experiments/essential_dynamics.py --workdir runs/timmy_lenses2 --milestone breakthrough_step',
+    'python experiments/essential_dynamics.py --workdir runs/timmy_lenses2_32 --milestone breakthrough_step --name timmy32',
     'python -m tinyjax.run --config configs/induction.py:essential --workdir runs/induction_ed --noprogress',
     'python experiments/essential_dynamics.py --workdir runs/induction_ed --milestone induction_step --also repeat_learned_step --split test --rows 16 --stride 5 --name induction',
     'python experiments/export_parity.py',
@@ -298,7 +297,8 @@ LONG = {
     'python experiments/lenses_ii_grokking.py --workdir runs/grok8',
     'python -m tinyjax.run --config configs/grokking_small.py:lenses2 --config.sweep.seeds=16 --config.lenses.llc_parts="()" --config.lenses.every=100 --config.checkpoint.every=50 --workdir runs/grok16 --noprogress',
     'python experiments/lenses_ii_grokking.py --workdir runs/grok16 --name lenses_ii_grokking16',
-    'python experiments/lenses_ii_timmy.py --workdir runs/timmy_lenses2',
+    'python -m tinyjax.run --config configs/timmy.py:lenses2 --config.sweep.seeds=32 --workdir runs/timmy_lenses2_32 --noprogress',
+    'python experiments/lenses_ii_timmy.py --workdir runs/timmy_lenses2_32 --name lenses_ii_timmy32',
     'python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt -r requirements-export.txt -r requirements-interop.txt',
 }
 

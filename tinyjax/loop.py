@@ -284,6 +284,9 @@ class Chunks:
     (an error here, e.g. out of memory, comes again from the decoding itself)."""
     try:
       self.g.prog.warm_up_final(state, self.g.hp, self.g.data)
+      if self.g.n_runs > 1 and not self.g.prog.minimal and distributed.is_main():
+        from tinyjax import report  # the sweep report follows: its figure's imports now
+        report.preload()
     except Exception:  # noqa: BLE001
       pass
 

@@ -298,6 +298,7 @@ LONG = {
     'python -m tinyjax.run --config configs/grokking_small.py:lenses2 --config.sweep.seeds=16 --config.lenses.llc_parts="()" --config.lenses.every=100 --config.checkpoint.every=50 --workdir runs/grok16 --noprogress',
     'python experiments/lenses_ii_grokking.py --workdir runs/grok16 --name lenses_ii_grokking16',
     'python -m tinyjax.run --config configs/timmy.py:lenses2 --config.sweep.seeds=32 --workdir runs/timmy_lenses2_32 --noprogress',
+    'python -m tinyjax.run --config configs/timmy.py --config.sweep.seeds=64 --config.checkpoint.log_spaced=False --config.checkpoint.every=0 --workdir W --noprogress',
     'python experiments/lenses_ii_timmy.py --workdir runs/timmy_lenses2_32 --name lenses_ii_timmy32',
     'python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt -r requirements-export.txt -r requirements-interop.txt',
 }

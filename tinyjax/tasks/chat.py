@@ -23,14 +23,16 @@ are user messages; generation puts them in the inference layout
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
 import numpy as np
 
+from tinyjax.tasks import cache as task_cache
 from tinyjax.tasks import files
 from tinyjax.tasks import tokenizer as tokenizer_lib
-from tinyjax.tasks.base import ConfigError, Task, make_split
+from tinyjax.tasks.base import ConfigError, Split, Task, make_split
 
 CLASSES = ('user', 'assistant', 'special', 'format')
 START, END = '<|im_start|>', '<|im_end|>'
@@ -84,9 +86,39 @@ def chat_task(cfg, tokenizer_path: str | None = None) -> Task:
   """cfg: path, sha256, test_path, test_sha256, tokenizer (kind bpe, vocab_size,
   min_frequency, special_tokens, eos; path: a tokenizer.json to use as is),
   train_on ('train' or 'train+test'), context, eval_rows, prompts."""
+  # The tokenizer and the encoded rows: from tinyjax.tasks.cache when these
+  # files, fields and code were built before (nothing is read or trained).
+  saved = tokenizer_path if tokenizer_path and os.path.exists(tokenizer_path) else ''
+  path = cfg.tokenizer.get('path', '')
+  published = files.resolve(path) if path and not saved else ''
+  used = saved or published
+  key = task_cache.key('chat', {
+      'sha256': cfg.get('sha256', ''), 'test_sha256': cfg.get('test_sha256', ''),
+      'tokenizer': task_cache.plain(cfg.tokenizer), 'train_on': cfg.get('train_on', ''),
+      'context': cfg.context, 'eval_rows': cfg.eval_rows,
+      'tokenizer_from': 'workdir' if saved else 'path' if published else 'trained'},
+      {'path': cfg.path, 'test_path': cfg.test_path,
+       **({'tokenizer': used, 'tokenizer_meta': tokenizer_lib.meta_path(used)} if used else {})})
+  hit = task_cache.load(key)
+  if hit is not None:
+    tok, arrays = hit
+    train, test = (Split(**{f.name: arrays[f'{name}.{f.name}'] for f in dataclasses.fields(Split)})
+                   for name in ('train', 'test'))
+  else:
+    tok, train, test = _build(cfg, saved)
+    task_cache.store(key, tok, {f'{name}.{k}': x for name, sp in (('train', train), ('test', test))
+                                for k, x in sp.arrays().items()})
+  return Task(vocab=tok, train=train, evals={'test': test},
+              class_names=CLASSES, prompts=tuple(cfg.prompts), expected={},
+              prompt_template=TEMPLATE)
+
+
+def _build(cfg, tokenizer_path: str):
+  """The tokenizer (the saved one at tokenizer_path, the published one
+  cfg.tokenizer.path names, or trained) and the train and test splits."""
   train_rows = read_conversations(cfg.path, 'task.path', cfg.get('sha256', ''))
   test_rows = read_conversations(cfg.test_path, 'task.test_path', cfg.get('test_sha256', ''))
-  if tokenizer_path and os.path.exists(tokenizer_path):
+  if tokenizer_path:
     tok = tokenizer_lib.Tokenizer.load(tokenizer_path)
   elif cfg.tokenizer.get('path', ''):
     tok = tokenizer_lib.Tokenizer.load(files.resolve(cfg.tokenizer.path), cfg.tokenizer.eos)
@@ -114,6 +146,4 @@ def chat_task(cfg, tokenizer_path: str | None = None) -> Task:
     sp.cls_NxT = cls
     return sp
 
-  return Task(vocab=tok, train=split(train_rows), evals={'test': split(test_rows[:cfg.eval_rows])},
-              class_names=CLASSES, prompts=tuple(cfg.prompts), expected={},
-              prompt_template=TEMPLATE)
+  return tok, split(train_rows), split(test_rows[:cfg.eval_rows])

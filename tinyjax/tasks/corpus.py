@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 
+from tinyjax.tasks import cache as task_cache
 from tinyjax.tasks import tokenizer as tokenizer_lib
 from tinyjax.tasks.base import ConfigError, Stream, Task, token_classes
 from tinyjax.tasks.files import read_text
@@ -36,21 +37,23 @@ def corpus_task(cfg, tokenizer_path: str | None = None) -> Task:
   for field in ('block_size', 'eval_iters', 'eval_batch_size'):
     if cfg[field] < 1:
       raise ConfigError(f'task.{field}: {cfg[field]} is not allowed; use >= 1')
-  text = read_text(cfg.path, sha256=cfg.get('sha256', ''))
-  cut = len(text) if val_path else int(cfg.train_fraction * len(text))
-  if tokenizer_path and os.path.exists(tokenizer_path):
-    tok = tokenizer_lib.Tokenizer.load(tokenizer_path)
+  # The tokenizer and the encoded streams: from tinyjax.tasks.cache when this
+  # corpus, tokenizer and code were built before (the corpus is not even read).
+  saved = bool(tokenizer_path and os.path.exists(tokenizer_path))
+  key = task_cache.key('corpus', {
+      'sha256': cfg.get('sha256', ''), 'val_sha256': cfg.get('val_sha256', ''),
+      'has_val': bool(val_path), 'train_fraction': cfg.train_fraction,
+      'tokenizer': task_cache.plain(cfg.tokenizer), 'saved_tokenizer': saved},
+      {'path': cfg.path, 'val_path': val_path,
+       **({'tokenizer': tokenizer_path, 'tokenizer_meta': tokenizer_lib.meta_path(tokenizer_path)}
+          if saved else {})})
+  hit = task_cache.load(key)
+  if hit is not None:
+    tok, arrays = hit
+    splits = (('train', arrays['train']), ('val', arrays['val']))
   else:
-    # char: the whole file's characters (tiny-llm's sorted(set(text))); word
-    # and bpe learn from the training text only.
-    tok = tokenizer_lib.train(cfg.tokenizer, text if cfg.tokenizer.kind == 'char' else text[:cut])
-  ids = tok.encode_array(text)
-  if val_path:
-    val = tok.encode_array(read_text(val_path, 'task.val_path', cfg.get('val_sha256', '')))
-    splits = (('train', ids), ('val', val))
-  else:
-    cut = int(cfg.train_fraction * len(ids))
-    splits = (('train', ids[:cut]), ('val', ids[cut:]))
+    tok, splits = _encode(cfg, val_path, tokenizer_path if saved else None)
+    task_cache.store(key, tok, dict(splits))
   t = cfg.block_size
   for name, part in splits:
     if len(part) < t + 1:
@@ -61,3 +64,22 @@ def corpus_task(cfg, tokenizer_path: str | None = None) -> Task:
              for name, part in splits}
   return Task(vocab=tok, train=sources['train'], evals=dict(sources),
               class_names=names, prompts=tuple(cfg.prompts), expected={})
+
+
+def _encode(cfg, val_path: str, tokenizer_path: str | None):
+  """The tokenizer (trained, or the saved one at tokenizer_path) and the
+  (name, token ids) of the train and val splits."""
+  text = read_text(cfg.path, sha256=cfg.get('sha256', ''))
+  cut = len(text) if val_path else int(cfg.train_fraction * len(text))
+  if tokenizer_path:
+    tok = tokenizer_lib.Tokenizer.load(tokenizer_path)
+  else:
+    # char: the whole file's characters (tiny-llm's sorted(set(text))); word
+    # and bpe learn from the training text only.
+    tok = tokenizer_lib.train(cfg.tokenizer, text if cfg.tokenizer.kind == 'char' else text[:cut])
+  ids = tok.encode_array(text)
+  if val_path:
+    val = tok.encode_array(read_text(val_path, 'task.val_path', cfg.get('val_sha256', '')))
+    return tok, (('train', ids), ('val', val))
+  cut = int(cfg.train_fraction * len(ids))
+  return tok, (('train', ids[:cut]), ('val', ids[cut:]))

@@ -267,6 +267,7 @@ LONG = {
     'python experiments/guppy_lengths.py',
     'python experiments/step_ab.py --variants base,ynn_none --repeats 9',
     'python experiments/first_step.py',
+    'python experiments/task_cache.py',
     'python experiments/first_step.py --table experiments/results/first_step.json',
     'python experiments/first_step.py --compile_parts tiny_llm --repeats 2 --out experiments/results/first_step_compile_parts_under_load.json',
     'python experiments/bench_loss_divergence.py',

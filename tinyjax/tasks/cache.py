@@ -51,7 +51,7 @@ def _file_digest(path: str) -> str:
   from tinyjax.tasks import files
   try:
     with open(files.resolve(path), 'rb') as f:
-      return hashlib.sha256(f.read()).hexdigest()
+      return hashlib.file_digest(f, 'sha256').hexdigest()  # (in blocks: a big corpus too)
   except (OSError, TypeError):
     return 'absent'
 
@@ -147,7 +147,7 @@ def store(k: str | None, tok, arrays: dict[str, np.ndarray]) -> None:
   blobs['__meta__'] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
   blobs['__tokenizer__'] = np.frombuffer(spec.encode('utf-8'), np.uint8)
   path = _path(k)
-  tmp = f'{path}.{os.getpid()}.tmp'
+  tmp = f'{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp'  # (hosts sharing the folder)
   try:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(tmp, 'wb') as f:

@@ -226,3 +226,18 @@ def test_nothing_is_cached_when_the_compilation_cache_is_off(tmp_path, monkeypat
   finally:
     jax.config.update('jax_enable_compilation_cache', was)
   assert not os.path.exists(tmp_path / 'cache')
+
+
+def test_arrays_are_stored_narrow_only_where_they_come_back_bit_for_bit():
+  cases = [(np.array([0.0, 1.0, 1.0], np.float32), np.bool_),
+           (np.array([-0.0, 1.0], np.float32), np.float32),  # -0.0 == 0 but not its bits
+           (np.array([0.5, 1.0], np.float32), np.float32),
+           (np.array([np.nan, 1.0], np.float32), np.float32),
+           (np.array([-1, 5], np.int32), np.int8),
+           (np.array([0, 300], np.int32), np.uint16),
+           (np.array([-1, 4095], np.int32), np.int16),
+           (np.array([0, 70000], np.int32), np.int32)]
+  for x, stored in cases:
+    small = task_cache._narrow(x)
+    assert small.dtype == stored, (x, small.dtype)
+    assert small.astype(x.dtype).tobytes() == x.tobytes()

@@ -117,18 +117,16 @@ def load(k: str | None):
 def _narrow(x: np.ndarray) -> np.ndarray:
   """x in the smallest dtype that gives it back bit for bit (token ids in
   int16, 0/1 masks as bool): GuppyLM's rows take a third of the disk."""
-  if x.size and x.dtype.kind in 'iuf':
-    if x.dtype.kind == 'f':
-      candidates = (np.bool_,)
-    else:
-      lo, hi = int(x.min()), int(x.max())
-      candidates = [t for t in (np.uint8, np.int8, np.uint16, np.int16)
-                    if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max][:1]
-    for t in candidates:
-      small = x.astype(t)
-      back = small.astype(x.dtype)
-      if back.tobytes() == np.ascontiguousarray(x).tobytes():
-        return small
+  if not x.size:
+    return x
+  if x.dtype.kind == 'f':  # exactly +0.0 and 1.0 (no -0.0, no NaN): bool
+    if not np.signbit(x).any() and ((x == 0) | (x == 1)).all():
+      return x.astype(np.bool_)
+  elif x.dtype.kind in 'iu':
+    lo, hi = int(x.min()), int(x.max())
+    for t in (np.uint8, np.int8, np.uint16, np.int16):
+      if np.dtype(t).itemsize < x.dtype.itemsize and np.iinfo(t).min <= lo and hi <= np.iinfo(t).max:
+        return x.astype(t)
   return x
 
 

@@ -7,6 +7,8 @@
                 induction (repeated random tokens)
   corpus.py     corpus: language modelling on a text file (tiny-llm, Pillmish)
   chat.py       chat: JSONL conversations in a chat layout (GuppyLM)
+  cache.py      corpus and chat's tokenizer and encoded arrays, kept beside the
+                compilation cache: a rerun reads them back
 
 `build(config.task)` resolves `task.name` (tinyjax.extend: a built-in name from
 TASKS, or your own 'package.module:attr' / 'file.py:attr') and checks what it

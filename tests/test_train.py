@@ -222,3 +222,26 @@ def test_final_evaluation_is_the_logged_row_without_the_update():
   assert {'loss', 'grad_norm', 'lr', 'param_norm'} <= set(same) and len(same) > 30
   for k in same:
     np.testing.assert_array_equal(row[k], logged[k], err_msg=k)
+
+
+def test_a_run_compiles_its_chunk_once_and_no_second_program_for_the_final_row(timmy, tmp_path):
+  """The chunk compiled ahead (on a side thread, from the state's shapes) is
+  the one every call uses, the final evaluation included: a signature
+  mismatch there would compile it again, silently."""
+  import jax
+  with timmy.unlocked():
+    timmy.train.steps, timmy.train.chunk_steps, timmy.train.log_every = 40, 20, 4
+    timmy.checkpoint.every, timmy.sweep.seeds, timmy.eval.every = 20, 3, 8
+  compiled = []
+  listen = lambda event, seconds, fun_name='?', **_: (
+      compiled.append(fun_name) if event == '/jax/core/compile/backend_compile_duration' else None)
+  train._PROGRAMS.clear()
+  jax.monitoring.register_event_duration_secs_listener(listen)
+  try:
+    summary = train.train_and_evaluate(timmy, str(tmp_path / 'w'), progress=False)
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listen)
+  assert [f for f in compiled if 'chunk' in f] == ['jit(_chunk)'], compiled
+  assert not [f for f in compiled if 'evaluat' in f], compiled
+  assert all(r['final']['step'] == 40 and r['final']['heldout/loss'] is not None
+             for r in summary['runs'])

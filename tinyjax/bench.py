@@ -136,7 +136,8 @@ def run_tinyjax(cfg, workdir: str):
   summary = train.train_and_evaluate(cfg, workdir, overwrite=True, progress=False)
   seconds = time.perf_counter() - t
   runs = sorted(summary['runs'], key=lambda r: r['hparams']['seed'])
-  return seconds, np.asarray([r['final']['loss'] for r in runs])
+  return seconds, np.asarray([np.nan if r['final']['loss'] is None else r['final']['loss']
+                              for r in runs], np.float64)
 
 
 def plain_loop(cfg, shard: bool, keep_losses: bool = False):

@@ -25,7 +25,7 @@ import os
 
 MAX_BYTES = 4 << 30  # the cache's size cap (LRU eviction beyond it); also enables the lock
 # Programs that compile faster than this are not written (JAX's default: 1 s,
-# which would leave init and evaluation, compiled unoptimised, to compile again).
+# which would leave init, compiled unoptimised, to compile again).
 MIN_COMPILE_SECS = 0.2
 
 
@@ -67,7 +67,7 @@ def enable() -> str | None:
 # ------------------------------------------------- traced programs, saved ---
 # The compiled-program cache above still leaves a rerun tracing and lowering
 # every program before JAX can look it up (tiny-llm's chunk: ~3.5 s of CPU,
-# its init and evaluation ~2.5 s more). `Saved` keeps the traced and lowered
+# its init ~0.5 s more). `Saved` keeps the traced and lowered
 # program too (jax.export, next to the compiled ones): a rerun reads it and
 # lowers a call to it (~0.3 s), whose compiled form the cache above holds.
 PROGRAMS_DIR = 'tinyjax-programs'  # under the cache folder (JAX's eviction skips folders)

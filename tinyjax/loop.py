@@ -16,6 +16,7 @@ The host loop, in four phases (each below, in this order):
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import threading
@@ -145,8 +146,8 @@ def compile_chunk_ahead(prog, abstract, n_pad, shard, hp, data):
   def compile_():
     try:
       prog.chunk.lower(state, hp, data, 0, 1).compile()
-    except Exception:  # noqa: BLE001
-      pass
+    except Exception as e:  # noqa: BLE001
+      logging.debug('tinyjax: the chunk compiled ahead failed (it compiles when called): %r', e)
   thread = threading.Thread(target=compile_, daemon=True)
   thread.start()
   return thread
@@ -284,11 +285,14 @@ class Chunks:
     (an error here, e.g. out of memory, comes again from the decoding itself)."""
     try:
       self.g.prog.warm_up_final(state, self.g.hp, self.g.data)
-      if self.g.n_runs > 1 and not self.g.prog.minimal and distributed.is_main():
-        from tinyjax import report  # the sweep report follows: its figure's imports now
-        report.preload()
     except Exception:  # noqa: BLE001
       pass
+    if self.g.n_runs > 1 and not self.g.prog.minimal and distributed.is_main():
+      try:
+        from tinyjax import report  # the sweep report follows: its figure's imports now
+        report.preload()
+      except Exception:  # noqa: BLE001  (the report itself says what is wrong)
+        pass
 
   def run(self):
     """Every chunk of the schedule (or up to Ctrl-C); (state, the step it reached)."""
@@ -371,8 +375,10 @@ class Chunks:
 def evaluate(g: Placed, writers: Writers, state, end):
   """The final evaluation at `end` (the last step, or where Ctrl-C stopped us):
   its row written, the writers closed, the last checkpoint committed."""
-  state, final = g.prog.evaluate(state, g.hp, g.data, end)
-  final = lens_plumbing.flatten_rows({k: v[None] for k, v in g.fetch(final).items()})
+  # Program.evaluate, with the row taken to the host whole (no device slicing:
+  # small eager programs to compile at the end, global ones in many processes).
+  state, rows = g.prog.chunk(state, g.hp, g.data, end, 0)
+  final = lens_plumbing.flatten_rows(program_lib.final_rows(g.fetch(rows, axis=1, first=1)))
   writers.out.submit(writers.write_cols, end, final)
   writers.out.close()
   g.mgr.close()  # waits for the last save; ends orbax's threads

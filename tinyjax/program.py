@@ -124,6 +124,12 @@ def length_buckets(config, task) -> tuple[int, ...]:
   return tuple(sorted({b for b in lengths if b < full} | {full}))
 
 
+def final_rows(rows: dict) -> dict:
+  """The rows of a chunk run for zero steps (Program.evaluate) without what
+  only an applied update has (update_ratio/*: that update is not applied)."""
+  return {k: v for k, v in rows.items() if not k.startswith('update_ratio/')}
+
+
 def hparam_arrays(runs_hparams: list[dict]) -> dict[str, np.ndarray]:
   return {k: np.asarray([h[k] for h in runs_hparams],
                         np.int32 if k == 'seed' else np.float32)
@@ -131,7 +137,8 @@ def hparam_arrays(runs_hparams: list[dict]) -> dict[str, np.ndarray]:
 
 
 class Program(generation.Generation, lens_plumbing.LensPlumbing):
-  """Jitted init / chunk / evaluate for one group of runs; it asks the task for
+  """Jitted init and chunk (training and, for zero steps, the final evaluation)
+  for one group of runs; it asks the task for
   batches, tinyjax.generation (and the sampler) for text, tinyjax.lens_plumbing
   for the lenses."""
 
@@ -392,7 +399,7 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     """(state, the metric row [runs, ...]) at the current parameters, without
     training: the chunk for zero steps (its milestones updated by the row)."""
     state, rows = self.chunk(state, hp, data, step, 0)
-    return state, {k: v[0] for k, v in rows.items() if not k.startswith('update_ratio/')}
+    return state, {k: v[0] for k, v in final_rows(rows).items()}
 
   def warm_up_final(self, state, hp, data):
     """Compiles the prompts' decoding at the end of the run (on a side thread

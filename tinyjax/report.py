@@ -23,9 +23,10 @@ def brief(summary: dict) -> str:
   if len(runs) != 1:
     return summary.get('report', f'{len(runs)} runs')
   r = runs[0]
+  loss = r['final']['loss']  # None: not finite (a diverged run's final row is NaN)
   lines = [f"run {r['name']}: {r['num_params']:,} parameters, step {r['final']['step']}, "
-           f"loss {r['final']['loss']:.4f}" + (f" (diverged at step {r['diverged_step']})"
-                                               if r['diverged'] else '')]
+           f"loss {'nan' if loss is None else f'{loss:.4f}'}"
+           + (f" (diverged at step {r['diverged_step']})" if r['diverged'] else '')]
   for k, v in r.items():
     if k.endswith('_step') and k != 'diverged_step':
       lines.append(f'  {k}: {_fmt(v)}')

@@ -245,3 +245,13 @@ def test_a_run_compiles_its_chunk_once_and_no_second_program_for_the_final_row(t
   assert not [f for f in compiled if 'evaluat' in f], compiled
   assert all(r['final']['step'] == 40 and r['final']['heldout/loss'] is not None
              for r in summary['runs'])
+
+
+def test_the_brief_of_a_diverged_run_says_nan():
+  """A diverged run's final row is NaN (summary.json: null); the printed brief
+  says so instead of failing on the missing number."""
+  from tinyjax import report
+  run = {'name': 'seed=0', 'num_params': 1234, 'final': {'step': 20, 'loss': None},
+         'diverged': True, 'diverged_step': 10, 'breakthrough_step': None, 'generations': {}}
+  assert report.brief({'runs': [run]}).splitlines()[0] == (
+      'run seed=0: 1,234 parameters, step 20, loss nan (diverged at step 10)')

@@ -1,0 +1,76 @@
+"""python -m tinyjax.lens: checkpoint lenses on a finished run's checkpoints,
+equal to the ones the training loop measures at those checkpoints."""
+
+import json
+import os
+
+import numpy as np
+
+from tests.conftest import run_cli
+
+LENS = dict(llc_parts=('modules',), llc_chains=2, llc_draws=3, llc_burnin=2,
+            sharpness_precond=6)
+
+
+def _config(lenses_on: bool):
+  from configs import timmy
+  c = timmy.get_config('smoke')
+  with c.unlocked():
+    c.optimizer.update(name='adam', lr=0.01)  # Adam: the preconditioned sharpness
+    c.sweep.seeds = 2  # two runs: the lens program is vmapped over the group
+    c.train.update(steps=20, log_every=10, chunk_steps=10)
+    c.checkpoint.update(every=10, log_spaced=False)
+    if lenses_on:
+      c.lenses.update(**LENS)
+  return c
+
+
+def _rows(path):
+  return {r['step']: r for r in map(json.loads, open(path))}
+
+
+def test_lenses_after_training_equal_the_training_time_lenses(tmp_path):
+  from tinyjax import lens
+  from tinyjax import results
+  from tinyjax import train
+  on, off = str(tmp_path / 'on'), str(tmp_path / 'off')
+  train.train_and_evaluate(_config(True), on, progress=False)   # the lenses measured in training
+  train.train_and_evaluate(_config(False), off, progress=False)  # the same runs, lenses off
+  assert not os.path.exists(os.path.join(off, 'seed=0', 'lenses.jsonl'))
+  before = sorted(os.listdir(off))
+  out = lens.run(off, dict(LENS), steps=[10, 20])
+  assert out == os.path.join(off, 'lenses_after')
+  assert sorted(os.listdir(off)) == sorted(before + ['lenses_after'])  # nothing else written
+  for seed in (0, 1):
+    want = _rows(os.path.join(on, f'seed={seed}', 'lenses.jsonl'))
+    got = _rows(os.path.join(out, f'seed={seed}', 'lenses.jsonl'))
+    assert sorted(got) == sorted(want) == [10, 20]
+    for step in (10, 20):
+      assert sorted(got[step]) == sorted(want[step])
+      keys = [k for k in want[step] if k != 'step']
+      assert any(k.startswith('llc_part/') for k in keys) and 'sharpness_precond' in keys
+      # The same program on the same state and key: equal values (float32
+      # rounding at most: the state read back from the checkpoint is exact).
+      np.testing.assert_allclose([got[step][k] for k in keys], [want[step][k] for k in keys],
+                                 rtol=1e-6, err_msg=f'seed {seed} step {step}')
+  # The columnar rows too (tinyjax.results reads them as it reads training's).
+  a, summary = results.load(on, 'lenses')
+  b, _ = results.load(out, 'lenses', summary=summary)
+  assert len(a) == len(b) == 4
+  np.testing.assert_allclose(b['llc_part/embed'], a['llc_part/embed'], rtol=1e-6)
+  # --steps: one checkpoint only; a second call replaces the output's rows.
+  lens.run(off, dict(LENS), steps=[20])
+  assert sorted(_rows(os.path.join(out, 'seed=0', 'lenses.jsonl'))) == [20]
+
+
+def test_the_command_refuses_anything_but_lens_settings(tmp_path):
+  w = str(tmp_path / 'nowhere')
+  r = run_cli('-m', 'tinyjax.lens', '--workdir', w, '--config.train.steps=5',
+              '--config.lenses.llc=True', timeout=120)
+  assert r.returncode == 2, r.stderr
+  assert r.stderr.strip().splitlines() == [
+      'tinyjax: error: --config.train.steps: only lens settings (--config.lenses.FIELD=VALUE) '
+      'may be overridden; the rest is the workdir\'s config.json']
+  r = run_cli('-m', 'tinyjax.lens', '--workdir', w, '--config.lenses.llc=True', timeout=120)
+  assert r.returncode == 2
+  assert 'no config.json' in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -11,9 +11,11 @@ same compiled program the training loop runs at a checkpoint (the Program's
 (seed, step): a lens measured here equals the one training would have
 written with the same settings. The rows go where training writes its lens
 rows, under --out instead of the workdir (default W/lenses_after):
-OUT/[GROUP/]lenses/STEP.p0.npz (tinyjax.results.load(..., 'lenses') reads
-them) and OUT/RUN/lenses.jsonl + TensorBoard scalars for the runs that have
-per-run files. OUT/config.json is the config the lenses ran with.
+OUT/[GROUP/]lenses/STEP.p0.npz and OUT/RUN/lenses.jsonl + TensorBoard
+scalars for the runs that have per-run files. OUT/config.json is the config
+the lenses ran with, OUT/summary.json the workdir's (a copy): so
+tinyjax.results.load(OUT, 'lenses') and results.run_rows(OUT, 'lenses') read
+the rows as they read a workdir's.
 
 Only lenses.* fields may be overridden: the rest of the config is the one the
 workdir trained with (config.json). Writes nothing in the workdir itself.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 
 from absl import app
@@ -124,6 +127,8 @@ def run(workdir: str, overrides: dict, out: str | None = None,
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, 'config.json'), 'w') as f:
     f.write(config.to_json_best_effort(indent=2))
+  if os.path.exists(os.path.join(workdir, 'summary.json')):  # results.load(out, 'lenses') reads it
+    shutil.copyfile(os.path.join(workdir, 'summary.json'), os.path.join(out, 'summary.json'))
   for group, prog, mgr, todo in plan:
     # As loop.place_group places a group (mesh, padding, sharding), reading
     # each checkpoint in turn: the lens program sees what training's did.

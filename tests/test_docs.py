@@ -301,6 +301,9 @@ LONG = {
     'python -m tinyjax.run --config configs/timmy.py:lenses2 --config.sweep.seeds=32 --workdir runs/timmy_lenses2_32 --noprogress',
     'python -m tinyjax.run --config configs/timmy.py --config.sweep.seeds=64 --config.checkpoint.log_spaced=False --config.checkpoint.every=0 --workdir W --noprogress',
     'python experiments/lenses_ii_timmy.py --workdir runs/timmy_lenses2_32 --name lenses_ii_timmy32',
+    'python -m tinyjax.lens',
+    'python -m tinyjax.lens --workdir runs/grok --config.lenses.llc_parts=modules',
+    'python -m tinyjax.lens --workdir runs/grok --out runs/grok_llc --steps 100,900,1800 --config.lenses.llc_parts=modules --config.lenses.sharpness_precond=0',
     'python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt -r requirements-export.txt -r requirements-interop.txt',
 }
 
@@ -347,6 +350,11 @@ def _check_statically(command):
       if name == 'config':
         path, _, variant = (value or rest[k + 1]).partition(':')
         _load_config(path, variant or None)
+      elif name.startswith('config.') and not any(
+          a == '--config' or a.startswith('--config=') for a in rest):  # tinyjax.lens: lenses.*
+        from tinyjax import lenses
+        assert name.split('.')[1] == 'lenses' and name.split('.')[2] in lenses.DEFAULTS, \
+            f'{command}: no lens field {name}'
       elif name.startswith('config.'):
         cfg_arg = next(a for j, a in enumerate(rest) if rest[j - 1] == '--config' or a.startswith('--config='))
         path, _, variant = cfg_arg.replace('--config=', '').partition(':')

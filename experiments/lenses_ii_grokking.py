@@ -6,6 +6,11 @@ each module.
 
   python -m tinyjax.run --config configs/grokking_small.py:lenses2 --workdir runs/grok_lenses2 --noprogress
   python experiments/lenses_ii_grokking.py --workdir runs/grok_lenses2
+  # a run trained without the restricted LLC: measured afterwards on its checkpoints
+  python -m tinyjax.lens --workdir runs/grok16 --out runs/grok16_llc_parts \
+      --config.lenses.llc_parts=modules --config.lenses.sharpness_precond=0
+  python experiments/lenses_ii_grokking.py --workdir runs/grok16 --llc_dir runs/grok16_llc_parts \
+      --name lenses_ii_grokking_llc_parts
 
 Reads the workdir (nothing is trained). The slingshot step of a run: the
 first logged step after step 1,000 at which the train loss exceeds 100x its
@@ -16,9 +21,10 @@ checkpoints before and after the slingshot, and whether the crossing comes
 first. The restricted LLC per module (when measured), per seed at four
 checkpoints: the first after memorization_step (the memorised solution), the
 last before grokking_step and the first at or after it (the circuit forming,
-test accuracy crossing 0.95), and the last; medians over seeds and the number
-of seeds in which each module's LLC fell from the memorised checkpoint to the
-end. Writes experiments/results/lenses_ii_grokking.{json,png}.
+test accuracy crossing 0.95), the last before and the first at or after the
+slingshot, and the last; medians and IQR over seeds and the number of seeds in
+which each module's LLC fell or rose across each transition
+(`llc_parts_by_phase`). Writes experiments/results/lenses_ii_grokking.{json,png}.
 """
 
 import argparse
@@ -55,6 +61,10 @@ def main():
   ap.add_argument('--workdir', default=os.path.join(ROOT, 'runs', 'grok_lenses2'))
   ap.add_argument('--out', default=os.path.join(ROOT, 'experiments', 'results'))
   ap.add_argument('--name', default='lenses_ii_grokking', help='basename of the .json and .png')
+  ap.add_argument('--llc_dir', default='',
+                  help='the restricted LLC from this folder instead: the output of '
+                       'python -m tinyjax.lens --workdir WORKDIR --out DIR '
+                       '--config.lenses.llc_parts=modules (on the finished run\'s checkpoints)')
   a = ap.parse_args()
   path = os.path.join(a.workdir, 'summary.json')
   if os.path.exists(path):
@@ -72,11 +82,14 @@ def main():
              'memorization_step': first(metrics[n], 'accuracy', 0.99),
              'grokking_step': first(metrics[n], 'test/accuracy', 0.95)}
             for n in sorted(lens, key=lambda n: int(n.split('=')[-1]))]
+  # The restricted LLC's rows: the run's own, or those tinyjax.lens wrote
+  # afterwards on its checkpoints (--llc_dir: OUT has the workdir's summary.json).
+  llc_rows = results.run_rows(a.llc_dir, 'lenses') if a.llc_dir else lens
   per_run = []
   fig, axes = plt.subplots(2, 2, figsize=(14, 9))
   axes = axes.ravel()
-  parts = sorted({k[len('llc_part/'):] for r in lens[runs[0]['name']] for k in r
-                  if k.startswith('llc_part/')})
+  parts = sorted({k[len('llc_part/'):] for r in llc_rows[runs[0]['name']] for k in r
+                  if k.startswith('llc_part/') and r[k] is not None})
   for k, run in enumerate(runs):
     rows, mrows = lens[run['name']], metrics[run['name']]
     steps = np.array([r['step'] for r in rows])
@@ -110,7 +123,8 @@ def main():
              'plain_top1_max_times_lr_over_2': float(np.nanmax(top1) * lr / 2),
              'steps': steps.tolist(), 'ratio': ratio.tolist(), 'sharpness_precond': sp.tolist(),
              'threshold': thr.tolist(), 'top1': top1.tolist(),
-             'llc_parts': {p: col(rows, f'llc_part/{p}').tolist() for p in parts}}
+             'llc_steps': [r['step'] for r in llc_rows[run['name']]],
+             'llc_parts': {p: col(llc_rows[run['name']], f'llc_part/{p}').tolist() for p in parts}}
     per_run.append(entry)
     c = f'C{k % 10}'
     axes[0].plot(steps, ratio, c, lw=0.7, marker='.', ms=2)
@@ -125,7 +139,7 @@ def main():
   axes[1].set_yscale('log')
   axes[1].set_title('train loss per seed; dotted: slingshot step', fontsize=10)
   if parts:
-    grid_steps = np.array(per_run[0]['steps'])
+    grid_steps = np.array(per_run[0]['llc_steps'])
     for j, p in enumerate(parts):
       m = np.array([r['llc_parts'][p] for r in per_run])
       axes[2].plot(grid_steps, np.nanmedian(m, 0), f'C{j}', lw=1.2, marker='.', label=p)
@@ -137,7 +151,7 @@ def main():
       for r in per_run:
         if r['grokking_step'] is None:
           continue
-        for st, v in zip(r['steps'], r['llc_parts'][p]):
+        for st, v in zip(r['llc_steps'], r['llc_parts'][p]):
           off.setdefault(int(round((st - r['grokking_step']) / dt)) * dt, []).append(v)
       ks = sorted(k for k in off if len(off[k]) >= len(per_run) // 2)
       axes[3].plot(ks, [np.median(off[k]) for k in ks], f'C{j}', lw=1.2, marker='.', label=p)
@@ -167,30 +181,49 @@ def main():
   fig.savefig(os.path.join(a.out, a.name + '.png'), dpi=100)
   llc_phases = {}
   if parts:
-    def at(r, cond):
-      i = [j for j, st in enumerate(r['steps']) if cond(st)]
-      return i
+    # Per module and seed, the LLC at: the first checkpoint after
+    # memorization_step; the last before and the first at or after
+    # grokking_step (the runs that grok); the last before and the first
+    # after the slingshot; the last checkpoint. Then medians (IQR) over seeds
+    # and how many seeds fell or rose across each transition.
+    def first(r, cond):
+      i = [j for j, st in enumerate(r['llc_steps']) if cond(st)]
+      return (i[0], i[-1]) if i else (None, None)
+    pairs = {'memorization_to_end': ('after_memorization', 'end'),
+             'across_grokking': ('before_grokking', 'at_grokking'),
+             'across_slingshot': ('before_slingshot', 'after_slingshot'),
+             'memorization_to_before_grokking': ('after_memorization', 'before_grokking')}
     for p in parts:
-      ph = {'after_memorization': [], 'before_grokking': [], 'at_grokking': [], 'end': []}
+      by_run = {}
       for r in per_run:
-        v, m, g = r['llc_parts'][p], r['memorization_step'], r['grokking_step']
-        if m is None or g is None:
-          continue
-        i_m, i_b, i_g = at(r, lambda st: st > m), at(r, lambda st: st < g), at(r, lambda st: st >= g)
-        if not (i_m and i_b and i_g):
-          continue
-        ph['after_memorization'].append(v[i_m[0]])
-        ph['before_grokking'].append(v[i_b[-1]])
-        ph['at_grokking'].append(v[i_g[0]])
-        ph['end'].append(v[-1])
-      a_m, a_e = np.array(ph['after_memorization']), np.array(ph['end'])
-      a_b, a_g = np.array(ph['before_grokking']), np.array(ph['at_grokking'])
-      llc_phases[p] = {**{f'median_{k}': float(np.median(x)) if len(x) else None
-                          for k, x in ph.items()},
-                       'runs': len(a_m),
-                       'runs_fell_memorization_to_end': int((a_e < a_m).sum()),
-                       'runs_fell_across_grokking': int((a_g < a_b).sum()),
-                       'end_over_memorization_median': float(np.median(a_e / a_m)) if len(a_m) else None}
+        v, m, g, sl = (r['llc_parts'][p], r['memorization_step'], r['grokking_step'],
+                       r['slingshot_step'])
+        at = {}
+        if m is not None and first(r, lambda st: st > m)[0] is not None:
+          at['after_memorization'] = v[first(r, lambda st: st > m)[0]]
+        if g is not None and first(r, lambda st: st < g)[1] is not None \
+            and first(r, lambda st: st >= g)[0] is not None:
+          at['before_grokking'] = v[first(r, lambda st: st < g)[1]]
+          at['at_grokking'] = v[first(r, lambda st: st >= g)[0]]
+        if sl is not None and first(r, lambda st: st < sl)[1] is not None \
+            and first(r, lambda st: st >= sl)[0] is not None:
+          at['before_slingshot'] = v[first(r, lambda st: st < sl)[1]]
+          at['after_slingshot'] = v[first(r, lambda st: st >= sl)[0]]
+        at['end'] = v[-1]
+        by_run[r['run']] = at
+      entry = {}
+      for k in ('after_memorization', 'before_grokking', 'at_grokking', 'before_slingshot',
+                'after_slingshot', 'end'):
+        x = np.array([at[k] for at in by_run.values() if k in at], float)
+        entry[k] = {'runs': len(x), **({'median': float(np.median(x)),
+                                        'q25': float(np.percentile(x, 25)),
+                                        'q75': float(np.percentile(x, 75))} if len(x) else {})}
+      for name, (k0, k1) in pairs.items():
+        d = np.array([at[k1] - at[k0] for at in by_run.values() if k0 in at and k1 in at], float)
+        entry[name] = {'runs': len(d), 'fell': int((d < 0).sum()), 'rose': int((d > 0).sum()),
+                       'change_median': float(np.median(d)) if len(d) else None}
+      entry['per_run'] = by_run
+      llc_phases[p] = entry
   with_sling = [r for r in per_run if r['slingshot_step']]
   crossed_first = [r for r in with_sling if r['first_checkpoint_precond_ge_38_over_lr'] is not None
                    and r['first_checkpoint_precond_ge_38_over_lr'] <= r['slingshot_step']]

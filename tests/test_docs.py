@@ -302,6 +302,7 @@ LONG = {
     'python -m tinyjax.run --config configs/timmy.py --config.sweep.seeds=64 --config.checkpoint.log_spaced=False --config.checkpoint.every=0 --workdir W --noprogress',
     'python experiments/lenses_ii_timmy.py --workdir runs/timmy_lenses2_32 --name lenses_ii_timmy32',
     'python -m tinyjax.lens',
+    'python experiments/essential_dynamics_grokking.py --workdir runs/grok16',
     'python -m tinyjax.lens --workdir runs/grok --config.lenses.llc_parts=modules',
     'python -m tinyjax.lens --workdir runs/grok --out runs/grok_llc --steps 100,900,1800 --config.lenses.llc_parts=modules --config.lenses.sharpness_precond=0',
     'python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt -r requirements-export.txt -r requirements-interop.txt',

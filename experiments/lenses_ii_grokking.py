@@ -86,7 +86,7 @@ def main():
   # afterwards on its checkpoints (--llc_dir: OUT has the workdir's summary.json).
   llc_rows = results.run_rows(a.llc_dir, 'lenses') if a.llc_dir else lens
   per_run = []
-  fig, axes = plt.subplots(2, 2, figsize=(14, 9))
+  fig, axes = plt.subplots(3, 2, figsize=(14, 13))
   axes = axes.ravel()
   parts = sorted({k[len('llc_part/'):] for r in llc_rows[runs[0]['name']] for k in r
                   if k.startswith('llc_part/') and r[k] is not None})
@@ -124,7 +124,11 @@ def main():
              'steps': steps.tolist(), 'ratio': ratio.tolist(), 'sharpness_precond': sp.tolist(),
              'threshold': thr.tolist(), 'top1': top1.tolist(),
              'llc_steps': [r['step'] for r in llc_rows[run['name']]],
-             'llc_parts': {p: col(llc_rows[run['name']], f'llc_part/{p}').tolist() for p in parts}}
+             'llc_parts': {p: col(llc_rows[run['name']], f'llc_part/{p}').tolist() for p in parts},
+             # The SGLD's health: the fraction of draws whose loss is below the
+             # loss at w* (near 0 at a local minimum; high: w* is not one).
+             'llc_parts_below': {p: col(llc_rows[run['name']], f'llc_part_below/{p}').tolist()
+                                 for p in parts}}
     per_run.append(entry)
     c = f'C{k % 10}'
     axes[0].plot(steps, ratio, c, lw=0.7, marker='.', ms=2)
@@ -145,16 +149,19 @@ def main():
       axes[2].plot(grid_steps, np.nanmedian(m, 0), f'C{j}', lw=1.2, marker='.', label=p)
       axes[2].fill_between(grid_steps, np.nanpercentile(m, 25, 0), np.nanpercentile(m, 75, 0),
                            color=f'C{j}', alpha=0.15, lw=0)
-      # Aligned on each seed's grokking_step (offsets rounded to the checkpoint spacing).
+      # Aligned on each seed's grokking_step, then its slingshot (offsets
+      # rounded to the checkpoint spacing): median and IQR of the seeds with it.
       dt = int(np.median(np.diff(grid_steps))) if len(grid_steps) > 1 else 100
-      off = {}
-      for r in per_run:
-        if r['grokking_step'] is None:
-          continue
-        for st, v in zip(r['llc_steps'], r['llc_parts'][p]):
-          off.setdefault(int(round((st - r['grokking_step']) / dt)) * dt, []).append(v)
-      ks = sorted(k for k in off if len(off[k]) >= len(per_run) // 2)
-      axes[3].plot(ks, [np.median(off[k]) for k in ks], f'C{j}', lw=1.2, marker='.', label=p)
+      for ax, milestone in ((axes[3], 'grokking_step'), (axes[4], 'slingshot_step')):
+        off = {}
+        with_it = [r for r in per_run if r[milestone] is not None]
+        for r in with_it:
+          for st, v in zip(r['llc_steps'], r['llc_parts'][p]):
+            off.setdefault(int(round((st - r[milestone]) / dt)) * dt, []).append(v)
+        ks = sorted(k for k in off if len(off[k]) >= max(len(with_it) // 2, 1))
+        ax.plot(ks, [np.median(off[k]) for k in ks], f'C{j}', lw=1.2, marker='.', label=p)
+        ax.fill_between(ks, [np.percentile(off[k], 25) for k in ks],
+                        [np.percentile(off[k], 75) for k in ks], color=f'C{j}', alpha=0.15, lw=0)
     mem = [r['memorization_step'] for r in per_run if r['memorization_step']]
     grok = [r['grokking_step'] for r in per_run if r['grokking_step']]
     if mem:
@@ -163,19 +170,29 @@ def main():
       axes[2].axvspan(min(grok), max(grok), color='0.85', zorder=0)
     allv = np.array([v for r in per_run for p in parts for v in r['llc_parts'][p]], float)
     if np.nanmin(allv) > 0:  # modules differ by orders of magnitude; log only if all positive
-      axes[2].set_yscale('log')
-      axes[3].set_yscale('log')
+      for ax in axes[2:5]:
+        ax.set_yscale('log')
     axes[2].legend(fontsize=8)
     axes[2].set_title('restricted LLC per module: median, IQR over seeds\n'
                       '(dotted: median memorization_step; grey: grokking_step range)', fontsize=10)
-    axes[3].axvline(0, color='k', lw=0.6, ls='--')
-    axes[3].set_xlabel('step - grokking_step')
-    axes[3].set_title('restricted LLC per module, median over seeds, aligned on grokking_step',
-                      fontsize=10)
+    for ax, milestone in ((axes[3], 'grokking_step'), (axes[4], 'slingshot_step')):
+      ax.axvline(0, color='k', lw=0.6, ls='--')
+      ax.set_xlabel(f'step - {milestone}')
+      ax.set_title(f'restricted LLC per module aligned on {milestone}: median, IQR over the '
+                   'seeds with it\n(offsets with at least half of them)', fontsize=10)
   else:
     axes[2].set_title('(restricted LLC not measured in this run)', fontsize=10)
   for ax in axes[:3]:
     ax.set_xlabel('step')
+  if parts:
+    for j, p in enumerate(parts):
+      b = np.array([r['llc_parts_below'][p] for r in per_run])
+      axes[5].plot(grid_steps, np.nanmedian(b, 0), f'C{j}', lw=1.2, marker='.', label=p)
+    axes[5].set_title('fraction of SGLD draws below the loss at w*, median over seeds',
+                      fontsize=10)
+    axes[5].set_xlabel('step')
+  else:
+    axes[5].axis('off')
   fig.tight_layout()
   os.makedirs(a.out, exist_ok=True)
   fig.savefig(os.path.join(a.out, a.name + '.png'), dpi=100)

@@ -81,6 +81,10 @@ def test_the_command_refuses_anything_but_lens_settings(tmp_path):
   assert r.stderr.strip().splitlines() == [
       'tinyjax: error: --config.train.steps: only lens settings (--config.lenses.FIELD=VALUE) '
       'may be overridden; the rest is the workdir\'s config.json']
+  r = run_cli('-m', 'tinyjax.lens', '--workdir', w, '--config.lenses.llc_partz=modules',
+              timeout=120)
+  assert r.returncode == 2
+  assert r.stderr.startswith('tinyjax: error: --config.lenses.llc_partz: no such lens field')
   r = run_cli('-m', 'tinyjax.lens', '--workdir', w, '--config.lenses.llc=True', timeout=120)
   assert r.returncode == 2
   assert 'no config.json' in r.stderr and len(r.stderr.strip().splitlines()) == 1

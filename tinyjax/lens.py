@@ -47,10 +47,15 @@ def _lens_defaults() -> ml_collections.ConfigDict:
 def refuse_non_lens(argv):
   """Any --config that is not a lens field: one line, exit 2 (before
   config_flags reads the overrides, which it does when the flag is defined)."""
+  from tinyjax import lenses as lenses_lib
   for a in argv[1:]:
     if a.startswith('--config') and not a.startswith('--config.lenses.'):
       cli.fail(f'{a.split("=")[0]}: only lens settings (--config.lenses.FIELD=VALUE) may be '
                'overridden; the rest is the workdir\'s config.json')
+    field = a[len('--config.lenses.'):].split('=')[0]
+    if a.startswith('--config.lenses.') and field not in lenses_lib.DEFAULTS:
+      cli.fail(f'--config.lenses.{field}: no such lens field; the fields: '
+               f'{", ".join(sorted(lenses_lib.DEFAULTS))}')
 
 
 if __name__ == '__main__':

@@ -10,18 +10,20 @@ import numpy as np
 
 from tests.conftest import run_cli
 
-LENS = dict(llc_parts=('modules',), llc_chains=2, llc_draws=3, llc_burnin=2,
-            sharpness_precond=6)
+# The restricted LLC (random: the same key per (seed, step) is part of the
+# claim). One lens: each lens program compiles in 9-20 CPU s here.
+LENS = dict(llc_parts=('modules',), llc_chains=2, llc_draws=3, llc_burnin=2)
 
 
 def _config():
   from configs import timmy
   c = timmy.get_config('smoke')
   with c.unlocked():
-    c.optimizer.update(name='adam', lr=0.01)  # Adam: the preconditioned sharpness
     c.sweep.seeds = 2  # two runs: the lens program is vmapped over the group
     c.train.update(steps=20, log_every=10, chunk_steps=10)
     c.checkpoint.update(every=10, log_spaced=False)
+    # No decoding (nothing here reads it; its programs would double the compile time).
+    c.eval.update(track_generations=False, prompts=())
     c.lenses.update(**LENS)
   return c
 
@@ -43,7 +45,7 @@ def test_lenses_after_training_equal_the_training_time_lenses(tmp_path):
   for path in glob.glob(os.path.join(off, '**', 'lenses*'), recursive=True):
     (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
   config = json.load(open(os.path.join(off, 'config.json')))
-  config['lenses'].update(llc_parts=[], sharpness_precond=0)
+  config['lenses'].update(llc_parts=[])
   json.dump(config, open(os.path.join(off, 'config.json'), 'w'))
   assert not os.path.exists(os.path.join(off, 'seed=0', 'lenses.jsonl'))
   before = sorted(os.listdir(off))
@@ -58,7 +60,7 @@ def test_lenses_after_training_equal_the_training_time_lenses(tmp_path):
     for step in (10, 20):
       assert sorted(got[step]) == sorted(want[step])
       keys = [k for k in want[step] if k != 'step']
-      assert any(k.startswith('llc_part/') for k in keys) and 'sharpness_precond' in keys
+      assert 'llc_part/layer1/mlp' in keys and 'llc_part_below/embed' in keys
       # The same compiled program on the same state (a checkpoint reads back
       # bit for bit) with the same key per (seed, step): the same bits.
       np.testing.assert_array_equal([got[step][k] for k in keys], [want[step][k] for k in keys],

@@ -22,7 +22,7 @@ def _config():
     c.sweep.seeds = 2  # two runs: the lens program is vmapped over the group
     c.train.update(steps=20, log_every=10, chunk_steps=10)
     c.checkpoint.update(every=10, log_spaced=False)
-    # No decoding (nothing here reads it; its programs would double the compile time).
+    # No decoding: nothing here reads it, and its programs add compile time.
     c.eval.update(track_generations=False, prompts=())
     c.lenses.update(**LENS)
   return c

@@ -239,6 +239,38 @@ def main():
         d = np.array([at[k1] - at[k0] for at in by_run.values() if k0 in at and k1 in at], float)
         entry[name] = {'runs': len(d), 'fell': int((d < 0).sum()), 'rose': int((d > 0).sum()),
                        'change_median': float(np.median(d)) if len(d) else None}
+      # Does the fall track grokking from seed to seed? The first checkpoint
+      # after memorisation at which the LLC is below a fraction of its value
+      # there, against grokking_step (Pearson r over the seeds that grok);
+      # and, as a baseline for "fell across grokking", the fraction of all
+      # 50-step checkpoint pairs between memorisation and grokking that fell.
+      for frac in (0.2, 0.1):
+        drop = {}
+        for r in per_run:
+          v, steps_r, m = np.array(r['llc_parts'][p], float), r['llc_steps'], r['memorization_step']
+          i0 = first(r, lambda st: st > m)[0] if m is not None else None
+          if i0 is None:
+            continue
+          below = [steps_r[i] for i in range(i0, len(v)) if v[i] < frac * v[i0]]
+          drop[r['run']] = below[0] if below else None
+        g = [(drop[r['run']], r['grokking_step']) for r in per_run
+             if r['grokking_step'] is not None and drop.get(r['run']) is not None]
+        x = np.array(g, float)
+        entry[f'first_below_{frac}_of_memorized'] = {
+            'runs': len(g), 'steps': drop,
+            'minus_grokking_median': float(np.median(x[:, 0] - x[:, 1])) if len(g) else None,
+            'pearson_r_vs_grokking_step': float(np.corrcoef(x[:, 0], x[:, 1])[0, 1])
+            if len(g) > 2 and np.std(x[:, 0]) > 0 else None,
+            'steps_of_runs_that_never_grok': [drop.get(r['run']) for r in per_run
+                                              if r['grokking_step'] is None]}
+      falls = []
+      for r in per_run:
+        v, m, gk = r['llc_parts'][p], r['memorization_step'], r['grokking_step']
+        if m is None or gk is None:
+          continue
+        idx = [j for j, st in enumerate(r['llc_steps']) if m < st < gk]
+        falls += [v[j + 1] < v[j] for j in idx[:-1]]
+      entry['plateau_pairs_that_fell_fraction'] = float(np.mean(falls)) if falls else None
       entry['per_run'] = by_run
       llc_phases[p] = entry
   with_sling = [r for r in per_run if r['slingshot_step']]

@@ -65,6 +65,9 @@ def main():
                   help='the restricted LLC from this folder instead: the output of '
                        'python -m tinyjax.lens --workdir WORKDIR --out DIR '
                        '--config.lenses.llc_parts=modules (on the finished run\'s checkpoints)')
+  ap.add_argument('--chains_dir', default='',
+                  help='a second tinyjax.lens output with more llc_chains at a few of the same '
+                       'checkpoints: the chain-to-chain spread against the one-chain values')
   a = ap.parse_args()
   path = os.path.join(a.workdir, 'summary.json')
   if os.path.exists(path):
@@ -273,6 +276,27 @@ def main():
       entry['plateau_pairs_that_fell_fraction'] = float(np.mean(falls)) if falls else None
       entry['per_run'] = by_run
       llc_phases[p] = entry
+  chains_check = {}
+  if a.chains_dir and parts:  # the SGLD's own noise at the settings used, per module
+    more = results.run_rows(a.chains_dir, 'lenses')
+    for p in parts:
+      rows = []
+      for r in per_run:
+        for row in more[r['run']]:
+          if row['step'] in r['llc_steps'] and row.get(f'llc_part/{p}') is not None:
+            one = r['llc_parts'][p][r['llc_steps'].index(row['step'])]
+            rows.append((row[f'llc_part/{p}'], row[f'llc_part_std/{p}'], one))
+      x = np.array(rows, float)
+      chains_check[p] = {
+          'runs_x_steps': len(x),
+          'mean_of_chains_median': float(np.median(x[:, 0])),
+          'std_over_chains_median': float(np.median(x[:, 1])),
+          'std_over_chains_over_mean_median': float(np.median(x[:, 1] / np.abs(x[:, 0]))),
+          'one_chain_minus_mean_abs_median': float(np.median(np.abs(x[:, 2] - x[:, 0]))),
+          'between_seed_iqr_of_mean': float(np.percentile(x[:, 0], 75) - np.percentile(x[:, 0], 25))}
+    chains_check['steps'] = sorted({row['step'] for rs in more.values() for row in rs})
+    chains_check['chains'] = json.load(open(os.path.join(a.chains_dir, 'config.json')))[
+        'lenses']['llc_chains']
   with_sling = [r for r in per_run if r['slingshot_step']]
   crossed_first = [r for r in with_sling if r['first_checkpoint_precond_ge_38_over_lr'] is not None
                    and r['first_checkpoint_precond_ge_38_over_lr'] <= r['slingshot_step']]
@@ -306,6 +330,7 @@ def main():
          'plain_top1_max_times_lr_over_2_median': float(np.median(
              [r['plain_top1_max_times_lr_over_2'] for r in per_run])),
          'llc_parts_by_phase': llc_phases,
+         'llc_chains_check': chains_check,
          'per_run': per_run}
   with open(os.path.join(a.out, a.name + '.json'), 'w') as fh:
     json.dump(out, fh, indent=1)

@@ -293,7 +293,10 @@ def main():
           'std_over_chains_median': float(np.median(x[:, 1])),
           'std_over_chains_over_mean_median': float(np.median(x[:, 1] / np.abs(x[:, 0]))),
           'one_chain_minus_mean_abs_median': float(np.median(np.abs(x[:, 2] - x[:, 0]))),
-          'between_seed_iqr_of_mean': float(np.percentile(x[:, 0], 75) - np.percentile(x[:, 0], 25))}
+          'one_chain_minus_mean_over_mean_median': float(np.median(np.abs(x[:, 2] - x[:, 0])
+                                                                   / np.abs(x[:, 0]))),
+          'one_chain_minus_mean_over_mean_max': float(np.max(np.abs(x[:, 2] - x[:, 0])
+                                                             / np.abs(x[:, 0])))}
     chains_check['steps'] = sorted({row['step'] for rs in more.values() for row in rs})
     chains_check['chains'] = json.load(open(os.path.join(a.chains_dir, 'config.json')))[
         'lenses']['llc_chains']

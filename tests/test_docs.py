@@ -305,6 +305,8 @@ LONG = {
     'python experiments/essential_dynamics_grokking.py --workdir runs/grok16',
     'python -m tinyjax.lens --workdir runs/grok16 --out runs/grok16_llc_parts --config.lenses.llc_parts=modules --config.lenses.sharpness_precond=0',
     'python experiments/lenses_ii_grokking.py --workdir runs/grok16 --llc_dir runs/grok16_llc_parts --name lenses_ii_grokking_llc_parts',
+    'python -m tinyjax.lens --workdir runs/grok16 --out runs/grok16_llc_parts_4chains --steps 100,1000,1400,1800 --config.lenses.llc_parts=modules --config.lenses.sharpness_precond=0 --config.lenses.llc_chains=4',
+    'python experiments/lenses_ii_grokking.py --workdir runs/grok16 --llc_dir runs/grok16_llc_parts --chains_dir runs/grok16_llc_parts_4chains --name lenses_ii_grokking_llc_parts',
     'python -m tinyjax.lens --workdir runs/grok --config.lenses.llc_parts=modules',
     'python -m tinyjax.lens --workdir runs/grok --out runs/grok_llc --steps 100,900,1800 --config.lenses.llc_parts=modules --config.lenses.sharpness_precond=0',
     'python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt -r requirements-export.txt -r requirements-interop.txt',

@@ -85,6 +85,24 @@ def main():
                   'change_q25': float(np.percentile(af - b, 25)),
                   'change_q75': float(np.percentile(af - b, 75)),
                   'fraction_rose': float(np.mean(af > b))})
+  # The spectrum beyond the top eigenvalue (Lanczos top-k, Hutchinson trace,
+  # SLQ's negative mass) at the plateau's step 2000 and around t*.
+  spectrum = {}
+  for k in ('hessian/top1', 'hessian/top2', 'hessian/top3', 'hessian/trace',
+            'hessian/negative_mass'):
+    at = {'step_2000': [], 'last_before': [], 'first_after': [], 'end': []}
+    for run in runs:
+      rows, t = lens[run['name']], run.get('breakthrough_step')
+      steps, v = np.array([r['step'] for r in rows]), col(lens[run['name']], k)
+      if np.isnan(v).all():
+        continue
+      at['step_2000'] += list(v[steps == 2000])
+      at['end'].append(v[-1])
+      if t:
+        at['last_before'].append(v[steps <= t][-1])
+        at['first_after'].append(v[steps > t][0])
+    if at['end']:
+      spectrum[k] = {w: float(np.median(x)) for w, x in at.items() if x}
   # Per seed: did the OV pair's LLC rise more than the QK pair's of the same layer?
   for layer in (0, 1):
     ov, qk = f'ov{layer}', f'qk{layer}'
@@ -112,6 +130,7 @@ def main():
          'power_vs_lanczos_max_rel_diff': float(np.nanmax([np.nanmax(np.abs(
              np.array(s['power']) - np.array(s['top1'])) / np.maximum(np.abs(s['top1']), 1e-9))
              for s in sharp])),
+         'spectrum_medians': spectrum,
          'sharpness': sharp}
   os.makedirs(a.out, exist_ok=True)
   with open(os.path.join(a.out, a.name + '.json'), 'w') as fh:

@@ -301,6 +301,7 @@ LONG = {
     'python -m tinyjax.run --config configs/timmy.py:lenses2 --config.sweep.seeds=32 --workdir runs/timmy_lenses2_32 --noprogress',
     'python -m tinyjax.run --config configs/timmy.py --config.sweep.seeds=64 --config.checkpoint.log_spaced=False --config.checkpoint.every=0 --workdir W --noprogress',
     'python experiments/lenses_ii_timmy.py --workdir runs/timmy_lenses2_32 --name lenses_ii_timmy32',
+    'python -m tinyjax.bench --cost_table --cases 64x300 --out experiments/results/cost_table_64x300.json',
     'python -m tinyjax.lens',
     'python experiments/essential_dynamics_grokking.py --workdir runs/grok16',
     'python -m tinyjax.lens --workdir runs/grok16 --out runs/grok16_llc_parts --config.lenses.llc_parts=modules --config.lenses.sharpness_precond=0',

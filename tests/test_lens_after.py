@@ -90,3 +90,13 @@ def test_the_command_refuses_anything_but_lens_settings(tmp_path):
   r = run_cli('-m', 'tinyjax.lens', '--workdir', w, '--config.lenses.llc=True', timeout=120)
   assert r.returncode == 2
   assert 'no config.json' in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_module_imports_beside_the_other_entry_points():
+  """Its flags are defined only when it runs as the command (tinyjax.generate
+  also defines --workdir: importing both in one process raised)."""
+  import subprocess
+  import sys
+  r = subprocess.run([sys.executable, '-c', 'import tinyjax.generate, tinyjax.lens, tinyjax.export'],
+                     capture_output=True, text=True, env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert r.returncode == 0, r.stderr[-2000:]

@@ -58,18 +58,20 @@ def refuse_non_lens(argv):
                f'{", ".join(sorted(lenses_lib.DEFAULTS))}')
 
 
-if __name__ == '__main__':
-  refuse_non_lens(sys.argv)
-config_flags.DEFINE_config_dict(
-    'config', _lens_defaults(),
-    'Lens settings only: --config.lenses.FIELD=VALUE (any other field is the workdir\'s).',
-    lock_config=True)
-flags.DEFINE_string('workdir', None, 'A trained tinyjax workdir (read only).')
-flags.DEFINE_string('out', None, 'Output folder (default: WORKDIR/lenses_after). Its lens files '
-                    'are replaced.')
-flags.DEFINE_string('steps', '', 'Comma-separated checkpoint steps (default: every checkpoint).')
-cli.define_cpu_devices_flag()
-flags.mark_flags_as_required(['workdir'])
+def define_flags():
+  """The command's flags, defined only when it runs as the command: importing
+  tinyjax.lens beside another entry point (tinyjax.generate also defines
+  --workdir) must not define a flag twice."""
+  config_flags.DEFINE_config_dict(
+      'config', _lens_defaults(),
+      'Lens settings only: --config.lenses.FIELD=VALUE (any other field is the workdir\'s).',
+      lock_config=True)
+  flags.DEFINE_string('workdir', None, 'A trained tinyjax workdir (read only).')
+  flags.DEFINE_string('out', None, 'Output folder (default: WORKDIR/lenses_after). Its lens files '
+                      'are replaced.')
+  flags.DEFINE_string('steps', '', 'Comma-separated checkpoint steps (default: every checkpoint).')
+  cli.define_cpu_devices_flag()
+  flags.mark_flags_as_required(['workdir'])
 
 
 def overridden(argv) -> list[str]:
@@ -183,4 +185,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  refuse_non_lens(sys.argv)
+  define_flags()
   app.run(main, flags_parser=cli.parse_flags)

@@ -126,8 +126,11 @@ def latest_step(workdir: str, group_name: str = '') -> int | None:
   return max(steps) if steps else None
 
 
-def numpy_target(init_fn, hp_np, abstract=None):
-  """Host zeros shaped like the state init_fn(hp) returns (restore target);
-  `abstract`: that state's shapes, if already known (jax.eval_shape)."""
-  abstract = jax.eval_shape(init_fn, hp_np) if abstract is None else abstract
+def numpy_target(init_fn, hp_np):
+  """Host zeros shaped like the state init_fn(hp) returns (restore target)."""
+  return zeros(jax.eval_shape(init_fn, hp_np))
+
+
+def zeros(abstract):
+  """Host zeros shaped like a tree of shapes (jax.eval_shape's)."""
   return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), abstract)

@@ -247,19 +247,46 @@ class Saved:
     call.__name__ = getattr(self.fn, '__name__', self.name)  # JAX's cache files: jit_<name>-...
     return jax.jit(call, **self.jit_kwargs), out_tree
 
-  def _write(self, path, data):
+  def _write(self, path, data):  # (a read-only or full folder: the program still runs)
+    write_file(path, lambda f: f.write(data), keep=MAX_PROGRAMS)
+
+
+def write_file(path: str, write, keep: int = 0) -> None:
+  """Writes `path` atomically (write(f) into a temporary file in its folder,
+  then os.replace: a reader never sees half a file). keep > 0: then deletes
+  the least recently modified files of the folder with path's extension
+  beyond `keep`, and temporary files an hour old (a writer killed midway).
+  Never raises: a read-only or full folder leaves nothing written. Used for
+  the saved programs, the notes below and tinyjax.tasks.cache's entries."""
+  import time
+  folder, ext = os.path.dirname(path), os.path.splitext(path)[1]
+  tmp = f'{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp'  # (hosts sharing the folder)
+  try:
+    os.makedirs(folder, exist_ok=True)
+    with open(tmp, 'wb') as f:
+      write(f)
+    os.replace(tmp, path)
+  except OSError:
     try:
-      os.makedirs(self.folder, exist_ok=True)
-      tmp = f'{path}.{os.getpid()}.tmp'
-      with open(tmp, 'wb') as f:
-        f.write(data)
-      os.replace(tmp, path)
-      kept = sorted((os.path.getmtime(p), p) for p in
-                    (os.path.join(self.folder, n) for n in os.listdir(self.folder))
-                    if p.endswith('.jaxexport'))
-      for _, p in kept[:-MAX_PROGRAMS]:
-        os.remove(p)
-    except OSError:  # a read-only or full cache folder: the program still runs
+      os.remove(tmp)
+    except OSError:
+      pass
+    return
+  if not keep:
+    return
+  entries = []
+  for name in os.listdir(folder):
+    p = os.path.join(folder, name)
+    try:
+      entries.append((os.path.getmtime(p), p))
+    except OSError:  # deleted by another process meanwhile
+      continue
+  stale = [p for t, p in entries if p.endswith('.tmp') and t < time.time() - 3600]
+  kept = sorted(e for e in entries if e[1].endswith(ext))
+  for p in stale + [p for _, p in kept[:-keep]]:
+    try:
+      os.remove(p)
+    except OSError:
       pass
 
 
@@ -292,14 +319,7 @@ def remember(name: str, key: str, value, modules=()) -> None:
   if path is None:
     return
   import json
-  try:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f'{path}.{os.getpid()}.tmp'
-    with open(tmp, 'w') as f:
-      json.dump(value, f)
-    os.replace(tmp, path)
-  except OSError:
-    pass
+  write_file(path, lambda f: f.write(json.dumps(value).encode()))
 
 
 def _note_path(name, key, modules=()):

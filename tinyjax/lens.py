@@ -101,10 +101,8 @@ def run(workdir: str, overrides: dict, out: str | None = None,
   folder. ConfigError for a mistake (no checkpoint lens on, a missing step)."""
   import jax
   import numpy as np
-  from jax.sharding import NamedSharding, PartitionSpec as P
   from tinyjax import checkpoint as ckpt_lib
   from tinyjax import loop
-  from tinyjax import program as program_lib
   from tinyjax import sweep as sweep_lib
   from tinyjax import train
   from tinyjax import validate
@@ -119,7 +117,8 @@ def run(workdir: str, overrides: dict, out: str | None = None,
   groups = sweep_lib.expand(config)
   plan = []
   for group in groups:  # every mistake before any work
-    prog = train.program_for(group.config, train.build_task(group.config, workdir, group.name))
+    task = train.build_task(group.config, workdir, group.name)
+    prog = train.program_for(group.config, task)
     if not prog.has_checkpoint_lenses:
       raise ConfigError('no checkpoint lens is on (e.g. --config.lenses.llc_parts="(\'modules\',)",'
                         ' llc=True, sharpness_iters, hessian_lanczos, sharpness_precond)')
@@ -130,26 +129,21 @@ def run(workdir: str, overrides: dict, out: str | None = None,
       raise ConfigError(f'--steps: no checkpoint at {missing or "any step"} in '
                         f'{os.path.join(workdir, group.name)}; checkpoints: {have[:12]}'
                         + (' ...' if len(have) > 12 else ''))
-    plan.append((group, prog, mgr, [s for s in have if steps is None or s in steps]))
+    plan.append((group, task, prog, mgr, [s for s in have if steps is None or s in steps]))
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, 'config.json'), 'w') as f:
     f.write(config.to_json_best_effort(indent=2))
   if os.path.exists(os.path.join(workdir, 'summary.json')):  # results.load(out, 'lenses') reads it
     shutil.copyfile(os.path.join(workdir, 'summary.json'), os.path.join(out, 'summary.json'))
-  for group, prog, mgr, todo in plan:
-    # As loop.place_group places a group (mesh, padding, sharding), reading
-    # each checkpoint in turn: the lens program sees what training's did.
-    hp_np = program_lib.hparam_arrays([r['hparams'] for r in group.runs])
-    n_runs = len(group.runs)
-    mesh = loop.runs_mesh(n_runs)
-    n_pad = -n_runs % mesh.devices.size
-    shard = NamedSharding(mesh, P('runs'))
-    hp = prog.with_init(jax.device_put(loop._pad(hp_np, n_pad), shard))
-    data = jax.device_put(prog.data, NamedSharding(mesh, P()))
+  for group, task, prog, mgr, todo in plan:
+    # Placed as loop.place_group places a group (mesh, padding, sharding),
+    # reading each checkpoint in turn: the lens program sees what training's did.
+    hp_np, mesh, n_pad, shard, hp, data = loop.place_inputs(group, prog)
+    hp = prog.with_init(hp)
     target = ckpt_lib.numpy_target(prog.init, hp_np)
+    n_runs = len(group.runs)
     g = loop.Placed(group, prog, mesh, n_runs, n_pad, hp, data, None, 0, None, None,
                     np.arange(n_runs), {i: i for i in range(n_runs)})
-    task = train.build_task(group.config, workdir, group.name)
     writers = loop.Writers(group, task, out, g)
     try:
       for step in todo:

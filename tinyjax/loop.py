@@ -101,16 +101,11 @@ class Placed:
 def place_group(group, prog, workdir) -> Placed:
   """Phase 1: mesh, hyperparameters, data and the restored (or initial) state."""
   config, n_runs = group.config, len(group.runs)
-  hp_np = program_lib.hparam_arrays([r['hparams'] for r in group.runs])
-  mesh = runs_mesh(n_runs)
-  n_pad = -n_runs % mesh.devices.size
-  shard = NamedSharding(mesh, P('runs'))
-  hp = jax.device_put(_pad(hp_np, n_pad), shard)
-  data = jax.device_put(prog.data, NamedSharding(mesh, P()))
+  hp_np, mesh, n_pad, shard, hp, data = place_inputs(group, prog)
 
   mgr = ckpt_lib.manager(workdir, group.name, config.checkpoint.keep)
   abstract = jax.eval_shape(prog.init, hp_np)
-  start, restored = ckpt_lib.restore_latest(mgr, ckpt_lib.numpy_target(None, hp_np, abstract))
+  start, restored = ckpt_lib.restore_latest(mgr, ckpt_lib.zeros(abstract))
   ahead = None
   if restored is None:
     start = 0
@@ -128,6 +123,19 @@ def place_group(group, prog, workdir) -> Placed:
   mine = own[own < n_runs]
   return Placed(group, prog, mesh, n_runs, n_pad, hp, data, state, start, restored, mgr,
                 mine, {int(i): j for j, i in enumerate(mine)}, ahead)
+
+
+def place_inputs(group, prog):
+  """A group's hyperparameters (host, unpadded), its mesh, the padding of its
+  runs to a multiple of the devices, the runs sharding, and the padded
+  hyperparameters and the data on the devices (also tinyjax.lens's)."""
+  hp_np = program_lib.hparam_arrays([r['hparams'] for r in group.runs])
+  mesh = runs_mesh(len(group.runs))
+  n_pad = -len(group.runs) % mesh.devices.size
+  shard = NamedSharding(mesh, P('runs'))
+  hp = jax.device_put(_pad(hp_np, n_pad), shard)
+  data = jax.device_put(prog.data, NamedSharding(mesh, P()))
+  return hp_np, mesh, n_pad, shard, hp, data
 
 
 def compile_chunk_ahead(prog, abstract, n_pad, shard, hp, data):

@@ -285,9 +285,8 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
     params = jax.tree.map(jnp.add, state['params'], updates)
     if full:
-      m['lr'] = optimizer_lib.current_lr(opt_state)
-      if train is not True:
-        m['lr'] = jnp.where(train, m['lr'], optimizer_lib.current_lr(state['opt_state']))
+      m['lr'] = jnp.where(train, optimizer_lib.current_lr(opt_state),
+                          optimizer_lib.current_lr(state['opt_state']))
       if self.lens.geometry:
         m.update(self._every(step, lambda: lenses_lib.update_ratio(
             nnx.to_pure_dict(state['params']), nnx.to_pure_dict(updates))))

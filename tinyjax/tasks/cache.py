@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 
 import numpy as np
 
@@ -144,35 +143,7 @@ def store(k: str | None, tok, arrays: dict[str, np.ndarray]) -> None:
   blobs = {name: _narrow(np.asarray(x)) for name, x in arrays.items()}
   blobs['__meta__'] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
   blobs['__tokenizer__'] = np.frombuffer(spec.encode('utf-8'), np.uint8)
-  path = _path(k)
-  tmp = f'{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp'  # (hosts sharing the folder)
-  try:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(tmp, 'wb') as f:
-      np.savez(f, **blobs)
-    os.replace(tmp, path)
-    _evict(os.path.dirname(path))
-  except OSError:
-    try:
-      os.remove(tmp)
-    except OSError:
-      pass
-
-
-def _evict(where: str) -> None:
-  """Deletes the least recently used entries beyond MAX_ENTRIES, and
-  temporary files an hour old."""
-  entries = []
-  for name in os.listdir(where):
-    p = os.path.join(where, name)
-    try:
-      entries.append((os.path.getmtime(p), p))
-    except OSError:  # deleted by another process meanwhile
-      continue
-  stale = [p for t, p in entries if p.endswith('.tmp') and t < time.time() - 3600]
-  keep = sorted(e for e in entries if e[1].endswith('.npz'))
-  for p in stale + [p for _, p in keep[:-MAX_ENTRIES]]:  # (a writer killed midway: its .tmp)
-    try:
-      os.remove(p)
-    except OSError:
-      pass
+  # Atomic, then the least recently used entries beyond MAX_ENTRIES deleted
+  # (load() touches an entry it reads).
+  from tinyjax import compile_cache
+  compile_cache.write_file(_path(k), lambda f: np.savez(f, **blobs), keep=MAX_ENTRIES)

@@ -130,6 +130,62 @@ def _attention(name):
   return cm
 
 
+def _flat_linear():
+  @contextlib.contextmanager
+  def cm(config):
+    from flax import nnx
+    old = nnx.Linear.__call__
+
+    def call(self, inputs, *a, **k):
+      lead = inputs.shape[:-1]
+      return old(self, inputs.reshape(-1, inputs.shape[-1]), *a, **k).reshape(*lead, -1)
+    with patch(nnx.Linear, '__call__', call)(config) as c:
+      yield c
+  return cm
+
+
+def _custom_layernorm():
+  @contextlib.contextmanager
+  def cm(config):
+    import jax
+    import jax.numpy as jnp
+    from tinyjax import model as M
+
+    def fwd(x, g, b, eps):
+      xc = x - x.mean(-1, keepdims=True)
+      r = jax.lax.rsqrt((xc * xc).mean(-1, keepdims=True) + eps)
+      return xc * r * g + b, (xc * r, r, g)
+
+    @jax.custom_vjp
+    def ln(x, g, b, eps):
+      return fwd(x, g, b, eps)[0]
+
+    def bwd(res, dy):
+      xhat, r, g = res
+      lead = tuple(range(dy.ndim - 1))
+      dxh = dy * g
+      dx = r * (dxh - dxh.mean(-1, keepdims=True) - xhat * (dxh * xhat).mean(-1, keepdims=True))
+      return dx, (dy * xhat).sum(lead), dy.sum(lead), None
+    ln.defvjp(fwd, bwd)
+    old = M.Norm.__call__
+
+    def call(self, x):
+      if self.kind != 'layernorm':
+        return old(self, x)
+      return ln(x, self.ln.scale[...], self.ln.bias[...], self.eps)
+    with patch(M.Norm, '__call__', call)(config) as c:
+      yield c
+  return cm
+
+
+def _both(a, b):
+  @contextlib.contextmanager
+  def cm(config):
+    with a(config) as c1, b(c1) as c2:
+      yield c2
+  return cm
+
+
 VARIANTS = {
     'base': nothing,
     # q, k, v projected straight to [B, H, T, K] (kernel reshaped [D, H, K]).
@@ -140,6 +196,12 @@ VARIANTS = {
     'perhead': _attention('perhead'),
     # jax.nn.dot_product_attention(implementation='xla', is_causal=True).
     'dpa': _attention('dpa'),
+    # every nnx.Linear applied to its input flattened to rows [B*T, D] (the
+    # weight gradient is then a 2-D product: no [B, T] contraction).
+    'flat': _flat_linear(),
+    # LayerNorm with a hand-written backward (two row and two column sums).
+    'ln': _custom_layernorm(),
+    'flat_ln': _both(_flat_linear(), _custom_layernorm()),
 }
 # Variants that compile the same chunk with XLA options (jax.jit compiler_options).
 COMPILER_OPTIONS = {

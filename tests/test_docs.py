@@ -264,6 +264,7 @@ LONG = {
     'python experiments/torch_reference.py',
     'python experiments/torch_reference.py --systems guppylm --first_step= --guppy_buckets 40,48 --out experiments/results/torch_reference_guppy_buckets.json',
     'python experiments/step_ab.py',
+    'python experiments/step_parts.py',
     'python experiments/guppy_lengths.py',
     'python experiments/step_ab.py --variants base,ynn_none --repeats 9',
     'python experiments/first_step.py',

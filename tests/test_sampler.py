@@ -133,6 +133,21 @@ def test_temperature_zero_is_greedy_and_a_key_reproduces():
   assert (run(7) != run(8)).any()
 
 
+def test_greedy_compiles_the_argmax_alone_and_picks_what_the_traced_settings_pick():
+  logits = _logits(2)
+  key = jax.random.key(0)
+  # Any temperature-0 settings are greedy (k and p do not matter): None.
+  assert sampler.Settings(temperature=0.0, top_k=5, top_p=0.5).arrays() is None
+  cold = {'temperature': np.float32(0.0), 'top_k': np.int32(5), 'top_p': np.float32(0.5)}
+  allowed = jnp.arange(logits.shape[-1])[None, :] % 3 == 0
+  for mask in (None, jnp.broadcast_to(allowed, logits.shape)):
+    assert (np.asarray(sampler.pick(logits, key, None, mask))
+            == np.asarray(sampler.pick(logits, key, cold, mask))).all()
+  text = lambda s: jax.jit(lambda l: sampler.pick(l, key, s)).lower(logits).as_text()
+  assert 'sort' not in text(None)
+  assert 'sort' in text(cold)
+
+
 def test_a_stop_token_ends_a_row_and_is_repeated():
   model, vocab, _ = _model('timmy', seed=4, scale=30.0)
   prompts, lengths = _prompts(vocab, [2, 3, 1])

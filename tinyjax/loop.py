@@ -366,6 +366,11 @@ class Chunks:
     """On the writer thread: the rows queued before it on disk, then orbax's
     save (asynchronous: its own threads write the files)."""
     self.writers.out.flush_sinks()
+    if jax.process_count() == 1:
+      # Host copies: orbax saves numpy arrays with less work than sharded
+      # device arrays (~0.06 s a Timmy save at 64 runs instead of ~0.11;
+      # the same files' values); with several processes no host has them all.
+      st = jax.tree.map(np.asarray, st)
     self.g.mgr.save(step, args=ocp.args.StandardSave(st), force=True)
 
   def abort(self, drain: bool = True):

@@ -161,6 +161,13 @@ def compile_chunk_ahead(prog, abstract, n_pad, shard, hp, data):
   return thread
 
 
+def _host(x):
+  """A host copy of a numeric device array (PRNG keys and the rest as they are)."""
+  if isinstance(x, jax.Array) and not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    return np.asarray(x)
+  return x
+
+
 # ---------------------------------------------------------- 2. writers ---
 def lens_images(attn_LxHxTxT) -> dict[str, np.ndarray]:
   """One grey image per layer: the probe's attention maps of its heads side
@@ -370,7 +377,7 @@ class Chunks:
       # Host copies: orbax saves numpy arrays with less work than sharded
       # device arrays (~0.06 s a Timmy save at 64 runs instead of ~0.11;
       # the same files' values); with several processes no host has them all.
-      st = jax.tree.map(np.asarray, st)
+      st = jax.tree.map(_host, st)
     self.g.mgr.save(step, args=ocp.args.StandardSave(st), force=True)
 
   def abort(self, drain: bool = True):

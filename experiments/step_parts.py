@@ -12,8 +12,12 @@ the torch part, `--repeats` rounds of `--calls` calls; medians of wall ms a
 call), torch eager with 2 threads:
 
   layernorm    tinyjax.model.Norm('layernorm')  | F.layer_norm
-  linear       tinyjax.model's Linear 128 -> 128, no bias (q, k, v)
-                                                 | nn.Linear(bias=False)
+  linear       tinyjax.model's Linear 128 -> 128, no bias (its q, k, v; o
+               has a bias)                       | nn.Linear(128, 128,
+                                                   bias=False): the same
+                                                   product (the original
+                                                   runs q, k, v as twelve
+                                                   Linear(128, 32) a layer)
   mlp          tinyjax.model.MLP (128 -> 512, relu, -> 128)
                                                  | the original's ffwd
   attention    tinyjax.model.Attention with its q/k/v/o projections removed:
@@ -32,13 +36,15 @@ call), torch eager with 2 threads:
                metric row every 10 steps, the divergence check) | the same
                torch step
 
-The parts' times x how often a step runs each (9 norms, 16 linears, 4 MLPs
-and attentions, 1 head, 1 update) add up to "sum of parts". Read the parts as
-which kernels XLA:CPU runs slower than torch's, not as shares of the step:
-alone, each part is compiled apart from its neighbours (its layouts and
-fusions differ from those inside the step), so tinyjax's parts need not add up
-to its whole step. "whole step" against "tinyjax step" is the instrument's own
-cost; "whole step" against torch is XLA:CPU's against torch's kernels.
+A part's gap a step is its time difference x how often a step runs it (9
+norms, 16 linears, 4 MLPs and attentions, 1 head, 1 update). Read the parts
+as which kernels XLA:CPU runs slower than torch's, not as shares of the step:
+alone, each part is compiled apart from its neighbours (other layouts and
+fusions than inside the step), and the torch parts are not the original's
+step either (its q, k, v are per-head Linears), so neither side's parts add
+up to its step. "whole step" against "tinyjax step" is the instrument's own
+cost; "whole step" against torch is XLA:CPU's kernels against torch's.
+Every torch part sets its gradients to None first, as a training step does.
 Writes one JSON (--out) and prints the table docs/benchmarks.md shows.
 """
 
@@ -154,7 +160,23 @@ def torch_parts():
   tril = torch.tril(torch.ones(T, T))
   qkv = [torch.randn(B, T, D // H, requires_grad=True) for _ in range(3 * H)]
 
+  def fresh(*modules):
+    """Gradients set to None before a backward (as zero_grad(set_to_none)
+    before each step): else every call also adds into the old ones."""
+    x.grad = None
+    for q in qkv:
+      q.grad = None
+    for m in modules:
+      m.zero_grad(set_to_none=True)
+
+  def fb(module, backward):
+    def run():
+      fresh(module)
+      backward(module(x))
+    return run
+
   def attention():
+    fresh()
     outs = []
     for i in range(H):  # the original's Head.forward, q/k/v given
       q, k, v = qkv[3 * i:3 * i + 3]
@@ -180,11 +202,11 @@ def torch_parts():
       opt2.step()
 
   return {
-      'layernorm': lambda: ln(x).backward(g),
-      'linear': lambda: lin(x).backward(g),
-      'mlp': lambda: mlp(x).backward(g),
+      'layernorm': fb(ln, lambda out: out.backward(g)),
+      'linear': fb(lin, lambda out: out.backward(g)),
+      'mlp': fb(mlp, lambda out: out.backward(g)),
       'attention': attention,
-      'head+ce': lambda: F.cross_entropy(head(x).view(-1, V), y).backward(),
+      'head+ce': fb(head, lambda out: F.cross_entropy(out.view(-1, V), y).backward()),
       'adamw': opt.step,
       'whole step': whole,
   }
@@ -228,11 +250,6 @@ def main():
     rows[p] = {'tinyjax_ms': round(j, 3), 'torch_ms': round(t, 3), 'ratio': round(j / t, 3),
                'per_step': n, 'tinyjax_ms_step': round(j * n, 2),
                'torch_ms_step': round(t * n, 2), 'gap_ms_step': round((j - t) * n, 2)}
-  for s in ('tinyjax', 'torch'):
-    parts = sum(rows[p][f'{s}_ms_step'] for p in PER_STEP)
-    rows.setdefault('sum of parts', {})[f'{s}_ms_step'] = round(parts, 2)
-    rows.setdefault('between the parts', {})[f'{s}_ms_step'] = round(
-        rows['whole step'][f'{s}_ms'] - parts, 2)
   out = {'command': 'python ' + ' '.join(sys.argv), 'date': time.strftime('%Y-%m-%d %H:%M'),
          'machine': platform.platform(), 'processor': platform.processor(),
          'cpu_count': os.cpu_count(), 'jax': jax.__version__, 'torch': torch.__version__,
@@ -249,12 +266,8 @@ def table(out):
   lines = ['| part | per step | tinyjax ms | torch ms | ratio | gap, ms a step |',
            '|---|---|---|---|---|---|']
   for p, r in out['parts'].items():
-    if 'ratio' in r:
-      lines.append(f"| {p} | {r['per_step']} | {r['tinyjax_ms']:.2f} | {r['torch_ms']:.2f} | "
-                   f"{r['ratio']:.2f}x | {r['gap_ms_step']:+.1f} |")
-    else:
-      lines.append(f"| {p} | | {r['tinyjax_ms_step']:.1f} a step | {r['torch_ms_step']:.1f} a step"
-                   " | | |")
+    lines.append(f"| {p} | {r['per_step']} | {r['tinyjax_ms']:.2f} | {r['torch_ms']:.2f} | "
+                 f"{r['ratio']:.2f}x | {r['gap_ms_step']:+.1f} |")
   return '\n'.join(lines)
 
 

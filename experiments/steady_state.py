@@ -67,7 +67,7 @@ def main():
   built = {n: build(a.runs, a.steps, known[n]) for n in names}
   wall = {n: [] for n in names}
   cpu = {n: [] for n in names}
-  t_all = time.perf_counter()
+  t_all, own0 = time.perf_counter(), time.process_time()
   busy0 = bench._busy_cpu_seconds()
   for r in range(a.repeats):
     for n in names:
@@ -81,14 +81,15 @@ def main():
       print(f'round {r} {n}: {(time.perf_counter() - t) / a.steps * 1e3:.2f} wall ms a step',
             flush=True)
   med = lambda xs: sorted(xs)[len(xs) // 2]
-  elapsed = time.perf_counter() - t_all
+  elapsed, own = time.perf_counter() - t_all, time.process_time() - own0
   busy = bench._busy_cpu_seconds()
   out = {'command': 'python ' + ' '.join(sys.argv), 'date': time.strftime('%Y-%m-%d %H:%M'),
          'runs': a.runs, 'steps_per_chunk': a.steps, 'repeats': a.repeats,
          'jax': jax.__version__, 'cpu_count': os.cpu_count(),
          'loadavg_end': os.getloadavg(),
-         'other_cores': (None if busy is None or busy0 is None else round(max(
-             0.0, (busy - busy0 - sum(sum(c) for c in cpu.values()) * a.steps / 1e3) / elapsed), 2)),
+         # other processes' CPU per wall second while the rounds ran
+         'other_cores': (None if busy is None or busy0 is None else
+                         round(max(0.0, (busy - busy0 - own) / elapsed), 2)),
          'variants': {n: {'overrides': {k: list(v) if isinstance(v, tuple) else v
                                         for k, v in known[n].items()},
                           'wall_ms_step': round(med(wall[n]), 3),

@@ -265,7 +265,6 @@ LONG = {
     'python experiments/torch_reference.py --systems guppylm --first_step= --guppy_buckets 40,48 --out experiments/results/torch_reference_guppy_buckets.json',
     'python experiments/step_ab.py',
     'python experiments/step_parts.py',
-    'python experiments/steady_state.py --repeats 8',
     'python -m tinyjax.bench --cost_table --cases 64x300 --repeats 2 --out experiments/results/cost_table_64x300.json',
     'python experiments/first_step.py --configs tiny_llm --repeats 3 --out experiments/results/first_step_tiny_llm_s6.json',
     'python experiments/guppy_lengths.py',

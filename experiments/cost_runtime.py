@@ -35,6 +35,8 @@ def _cpu():
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('--runs', type=int, default=64)
+  p.add_argument('--steps', type=int, default=1000,
+                 help='Steps of the timed chunk (steps S..2S, the evaluation on its default schedule).')
   p.add_argument('--repeats', type=int, default=3)
   p.add_argument('--out', default='cost_runtime.json')
   args = p.parse_args()
@@ -53,8 +55,8 @@ def main():
     g = loop.place_group(group, prog, tempfile.mkdtemp())
     # Compiled ahead and kept: the plain loop's jax.clear_caches() below would
     # otherwise make every later repeat compile the chunk again inside its timing.
-    chunk = prog.chunk.lower(g.state, g.hp, g.data, 1000, 1000).compile()
-    st, _ = jax.block_until_ready(chunk(g.state, g.hp, g.data, 1000, 1000))
+    chunk = prog.chunk.lower(g.state, g.hp, g.data, args.steps, args.steps).compile()
+    st, _ = jax.block_until_ready(chunk(g.state, g.hp, g.data, args.steps, args.steps))
     progs[name] = (chunk, g, st)
   runs = {k: [] for k in [*variants, 'plain JAX loop (sharded)']}
   load = []
@@ -62,11 +64,11 @@ def main():
     for name, (chunk, g, st) in progs.items():
       t, c = time.perf_counter(), _cpu()
       _, l = bench.measured(
-          lambda: jax.block_until_ready(chunk(st, g.hp, g.data, 1000, 1000)))
+          lambda: jax.block_until_ready(chunk(st, g.hp, g.data, args.steps, args.steps)))
       runs[name].append((time.perf_counter() - t, _cpu() - c))
       load.append(l)
     plain = []
-    for steps in (1000, 2000):
+    for steps in (args.steps, 2 * args.steps):
       jax.clear_caches()
       t, c = time.perf_counter(), _cpu()
       bench.plain_loop(bench.timmy(args.runs, steps), shard=True)
@@ -74,7 +76,7 @@ def main():
     runs['plain JAX loop (sharded)'].append((plain[1][0] - plain[0][0], plain[1][1] - plain[0][1]))
     print({k: [round(x, 2) for x in v[-1]] for k, v in runs.items()}, flush=True)
   med = lambda v, i: round(float(np.median([x[i] for x in v])), 2)
-  out = {'runs': args.runs, 'steps_per_chunk': 1000, 'repeats': args.repeats,
+  out = {'runs': args.runs, 'steps_per_chunk': args.steps, 'repeats': args.repeats,
          'devices': [str(d) for d in jax.devices()], 'date': time.strftime('%Y-%m-%d %H:%M'),
          'under_load': any((l['other_cores'] or 0) > bench.LOADED_OTHER_CORES for l in load),
          'load': load,

@@ -369,7 +369,19 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
       state = jax.lax.fori_loop(1, n, lambda i, st: v_light(st, hp, data, s0 + i), state)
       return state, {**m, **em}
 
-    return jax.lax.scan(group, state, jnp.arange(self.groups_per_chunk))
+    # The groups that run, not all groups_per_chunk: a while loop writing each
+    # row into the NaN rows (what a scan over every group lowers to, minus the
+    # groups past `end`, which passed the whole state through two conds each:
+    # ~0.3 s of every short chunk at 1,024 runs).
+    n_groups = (end - start + self.log_every - 1) // self.log_every
+    rows = jax.tree.map(lambda x: jnp.broadcast_to(x, (self.groups_per_chunk, *x.shape)),
+                        {**nan_step, **nan_eval})
+
+    def body(g, carry):
+      state, rows = carry
+      state, row = group(state, g)
+      return state, jax.tree.map(lambda r, x: r.at[g].set(x), rows, row)
+    return jax.lax.fori_loop(0, n_groups, body, (state, rows))
 
   def _v_light(self):
     """The unlogged step of every run, (state, hp, data, step) -> state; with

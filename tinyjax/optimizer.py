@@ -53,10 +53,12 @@ def schedule(cfg, peak_lr):
 
 
 def make(cfg, hp) -> optax.GradientTransformation:
-  """Returns the run's optimizer. hp: dict of (traced) scalars, keys as below."""
+  """Returns the run's optimizer. hp: dict of (traced) scalars, keys as below;
+  SGD without hp['momentum'] is plain SGD, with no momentum trace in its state
+  (tinyjax.program leaves it out where every run's momentum is 0)."""
   lr = schedule(cfg, hp['lr'])
   if cfg.name == 'sgd':
-    inner = optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=hp['momentum'])
+    inner = optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=hp.get('momentum'))
     if 'weight_decay' in hp:
       inner = optax.chain(optax.add_decayed_weights(hp['weight_decay']), inner)
   elif cfg.name in ('adam', 'adamw'):

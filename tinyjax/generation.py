@@ -139,17 +139,29 @@ class Generation:
     by beam search (beam > 0) instead of sampling. `select` takes the
     tokens [R, P, n] to the host (default: all runs; tinyjax.loop: the runs
     this process owns)."""
+    return self.start_generations(params, n_new, prompts, settings, seed, constraint, beam,
+                                  select)()
+
+  def start_generations(self, params, n_new: int, prompts=None, settings=None, seed: int = 0,
+                        constraint=None, beam: int = 0, select=None):
+    """generations(...), dispatched: the decoding is queued on the devices and
+    a function is returned that waits for it and returns the texts (the host
+    works meanwhile: tinyjax.loop closes the writers while the runs decode)."""
     prompts = tuple(self.task.prompts if prompts is None else prompts)
     if prompts and not self.can_decode:
       raise ConfigError(f'model.name {self.config.model.name!r}: model contract: it has no '
                         'init_cache/decode, so it cannot generate')
     if not prompts:
-      return [{} for _ in range(jax.tree.leaves(params)[0].shape[0])]
+      n_runs = jax.tree.leaves(params)[0].shape[0]
+      return lambda: [{} for _ in range(n_runs)]
     toks = self.generate(*self._generate_args(params, n_new, prompts, settings, seed,
                                               constraint, beam))
-    toks = np.asarray(toks) if select is None else select(toks)
-    return [{p: self.task.vocab.decode(toks[r, i]) for i, p in enumerate(prompts)}
-            for r in range(toks.shape[0])]
+
+    def texts():
+      toks_host = np.asarray(toks) if select is None else select(toks)
+      return [{p: self.task.vocab.decode(toks_host[r, i]) for i, p in enumerate(prompts)}
+              for r in range(toks_host.shape[0])]
+    return texts
 
   def _generate_args(self, params, n_new, prompts, settings=None, seed=0, constraint=None,
                      beam=0):

@@ -41,12 +41,12 @@ def train_group(group, prog, task, workdir, sigint, progress=True) -> list[dict]
   chunks = Chunks(g, writers, sigint, progress)
   try:
     state, end = chunks.run()
-    state, final = evaluate(g, writers, state, end)
+    state, final, gens = evaluate(g, writers, state, end)
   except BaseException as e:  # a fault (or Ctrl-C twice): every thread stops, none waits
     chunks.abort(drain=not isinstance(e, KeyboardInterrupt))
     raise
   chunks.bar.close()
-  return summarise(g, task, state, final, end, writers)
+  return summarise(g, task, state, final, end, writers, gens)
 
 
 # ------------------------------------------------------------ 1. place ---
@@ -407,22 +407,26 @@ class Chunks:
 # ----------------------------------------------------------- 4. finish ---
 def evaluate(g: Placed, writers: Writers, state, end):
   """The final evaluation at `end` (the last step, or where Ctrl-C stopped us):
-  its row written, the writers closed, the last checkpoint committed."""
+  its row written, the writers closed, the last checkpoint committed; the
+  prompts' decoding queued behind it on the devices meanwhile (returned: a
+  function that waits for it and returns the texts, summarise's)."""
   # Program.evaluate, with the row taken to the host whole (no device slicing:
   # small eager programs to compile at the end, global ones in many processes).
-  state, rows = g.prog.chunk(state, g.hp, g.data, end, 0)
+  prog, config = g.prog, g.group.config
+  state, rows = prog.chunk(state, g.hp, g.data, end, 0)
+  gens = (prog.start_generations(state['params'], config.eval.max_new_tokens, select=g.fetch)
+          if prog.can_decode and not prog.minimal else lambda: [{} for _ in g.mine])  # a model without decode: none
   final = lens_plumbing.flatten_rows(program_lib.final_rows(g.fetch(rows, axis=1, first=1)))
   writers.out.submit(writers.write_cols, end, final)
   writers.out.close()
   g.mgr.close()  # waits for the last save; ends orbax's threads
-  return state, final
+  return state, final, gens
 
 
-def summarise(g: Placed, task, state, final, end, writers) -> list[dict]:
-  """Decodes the prompts; one summary entry per run this process owns."""
+def summarise(g: Placed, task, state, final, end, writers, gens) -> list[dict]:
+  """The prompts' texts (gens(), evaluate's); one summary entry per run this process owns."""
   prog, config, runs = g.prog, g.group.config, g.group.runs
-  gens = (prog.generations(state['params'], config.eval.max_new_tokens, select=g.fetch)
-          if prog.can_decode and not prog.minimal else [{} for _ in g.mine])  # a model without decode: none
+  gens = gens()
   milestones = g.fetch(state['milestones'])
   diverged = g.fetch(state['diverged_step'])
   results = []

@@ -255,3 +255,34 @@ def test_the_brief_of_a_diverged_run_says_nan():
          'diverged': True, 'diverged_step': 10, 'breakthrough_step': None, 'generations': {}}
   assert report.brief({'runs': [run]}).splitlines()[0] == (
       'run seed=0: 1,234 parameters, step 20, loss nan (diverged at step 10)')
+
+
+def test_sgd_with_momentum_zero_leaves_its_trace_unread_and_keys_the_programs_by_it():
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from configs import timmy
+  from tinyjax import optimizer as optimizer_lib
+  from tinyjax import program as program_lib
+  cfg = timmy.get_config()
+  assert program_lib.momentum_unread(cfg)
+  with_momentum, swept = cfg.copy_and_resolve_references(), cfg.copy_and_resolve_references()
+  with_momentum.optimizer.momentum = 0.9
+  swept.sweep.grid = {'optimizer': {'momentum': (0.0, 0.9)}}
+  keys = {program_lib.program_key(c) for c in (cfg, with_momentum, swept)}
+  assert not program_lib.momentum_unread(with_momentum) and not program_lib.momentum_unread(swept)
+  assert len(keys) == 2  # momentum 0.9 and a swept momentum compile the trace; 0 does not
+  hp = {'lr': jnp.float32(0.1), 'momentum': jnp.float32(0.0), 'weight_decay': jnp.float32(0.0)}
+  params = {'w': jnp.asarray([1.0, -2.0, 0.5])}
+  full = optimizer_lib.make(cfg.optimizer, hp)
+  unread = optimizer_lib.momentum_unread(full)
+  s_full, s_unread = full.init(params), unread.init(params)
+  assert jax.tree.structure(s_full) == jax.tree.structure(s_unread)  # checkpoints keep their layout
+  for g in ([0.3, -1.0, 2.0], [1.5, 0.25, -0.75]):
+    g = {'w': jnp.asarray(g)}
+    u_full, s_full = full.update(g, s_full, params)
+    u_unread, s_unread = unread.update(g, s_unread, params)
+    np.testing.assert_array_equal(np.asarray(u_full['w']), np.asarray(u_unread['w']))
+  traces = [s for s in jax.tree.leaves(s_unread, is_leaf=lambda s: isinstance(s, optax.TraceState))
+            if isinstance(s, optax.TraceState)]
+  assert traces and all(not np.asarray(t.trace['w']).any() for t in traces)  # never rewritten

@@ -158,7 +158,7 @@ def compile_chunk_ahead(prog, abstract, n_pad, shard, hp, data):
   def compile_():
     try:
       low = prog.chunk.lower(state, hp, data, 0, 1)
-      lowered.set()
+      lowered.set()  # (also set below, at an error)
       low.compile()
     except Exception as e:  # noqa: BLE001
       logging.debug('tinyjax: the chunk compiled ahead failed (it compiles when called): %r', e)
@@ -414,10 +414,11 @@ def evaluate(g: Placed, writers: Writers, state, end):
   # small eager programs to compile at the end, global ones in many processes).
   prog, config = g.prog, g.group.config
   state, rows = prog.chunk(state, g.hp, g.data, end, 0)
-  gens = (prog.start_generations(state['params'], config.eval.max_new_tokens, select=g.fetch)
-          if prog.can_decode and not prog.minimal else lambda: [{} for _ in g.mine])  # a model without decode: none
   final = lens_plumbing.flatten_rows(program_lib.final_rows(g.fetch(rows, axis=1, first=1)))
   writers.out.submit(writers.write_cols, end, final)
+  # (after the final row is queued: a decoding that fails does not lose it)
+  gens = (prog.start_generations(state['params'], config.eval.max_new_tokens, select=g.fetch)
+          if prog.can_decode and not prog.minimal else lambda: [{} for _ in g.mine])  # a model without decode: none
   writers.out.close()
   g.mgr.close()  # waits for the last save; ends orbax's threads
   return state, final, gens

@@ -53,12 +53,10 @@ def schedule(cfg, peak_lr):
 
 
 def make(cfg, hp) -> optax.GradientTransformation:
-  """Returns the run's optimizer. hp: dict of (traced) scalars, keys as below;
-  SGD without hp['momentum'] is plain SGD, with no momentum trace in its state
-  (tinyjax.program leaves it out where every run's momentum is 0)."""
+  """Returns the run's optimizer. hp: dict of (traced) scalars, keys as below."""
   lr = schedule(cfg, hp['lr'])
   if cfg.name == 'sgd':
-    inner = optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=hp.get('momentum'))
+    inner = optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=hp['momentum'])
     if 'weight_decay' in hp:
       inner = optax.chain(optax.add_decayed_weights(hp['weight_decay']), inner)
   elif cfg.name in ('adam', 'adamw'):
@@ -75,6 +73,23 @@ def make(cfg, hp) -> optax.GradientTransformation:
     parts.append(optax.clip_by_global_norm(cfg.grad_clip))
   parts.append(inner)
   return optax.chain(*parts) if len(parts) > 1 else inner
+
+
+def momentum_unread(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+  """tx for momentum 0: the same state (so checkpoints keep their layout),
+  but every momentum trace is fed to the update as zeros and kept as it was,
+  never rewritten. With momentum 0 the update g + 0 * trace is g either way;
+  what goes is the trace's read and write, ~7% of a Timmy step at 1,024 runs.
+  (The saved trace then stays at its initial zeros instead of the last gradient.)"""
+  is_trace = lambda s: isinstance(s, optax.TraceState)
+
+  def update(updates, state, params=None):
+    zeroed = jax.tree.map(lambda s: optax.TraceState(trace=jax.tree.map(jnp.zeros_like, s.trace))
+                          if is_trace(s) else s, state, is_leaf=is_trace)
+    updates, new = tx.update(updates, zeroed, params)
+    return updates, jax.tree.map(lambda n, old: old if is_trace(n) else n, new, state,
+                                 is_leaf=is_trace)
+  return optax.GradientTransformation(tx.init, update)
 
 
 def current_lr(opt_state):

@@ -106,6 +106,7 @@ def preload() -> None:
   import io
   import matplotlib
   matplotlib.use('Agg')
+  import matplotlib.pyplot  # noqa: F401  (imported here; figure() uses it)
   from matplotlib.figure import Figure  # not pyplot's figure list: this thread is not the report's
   fig = Figure(figsize=(2, 1))
   ax = fig.add_subplot()

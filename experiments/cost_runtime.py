@@ -2,6 +2,9 @@
 CPU seconds of one 1,000-step chunk of the default Timmy config, per variant.
 
   python experiments/cost_runtime.py --runs 64 --repeats 3 --out experiments/results/cost_runtime_64.json
+  python experiments/cost_runtime.py --runs 1024 --steps 140 --repeats 2 --out experiments/results/cost_runtime_1024.json
+
+(--steps S: a chunk of S steps, S..2S, instead of 1,000.)
 
 Each variant (full; the step lenses off; the evaluation off; bare mode) is
 compiled once (ahead, and kept: the plain loop's jax.clear_caches() does not

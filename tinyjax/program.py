@@ -379,6 +379,9 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
       do_eval = (s0 < end) & (on_schedule | ~train)
       state, em = jax.lax.cond(do_eval, lambda st: v_eval(st, hp, data, s0),
                                lambda st: (st, nan_eval), state)
+      # (s0 < end holds for every group the loop below runs; the cond stays:
+      # without it XLA fuses the step differently and Timmy's recorded
+      # curve changes in its last bits from step ~170 on)
       state, m = jax.lax.cond(s0 < end, lambda st: v_step(st, hp, data, s0, train),
                               lambda st: (st, nan_step), state)
       # The group's other steps; a dynamic trip count (not a cond per step)

@@ -105,7 +105,12 @@ def get_config(arg=None):
   # --- Lenses (tinyjax.lenses, README "Lenses"): the cheap ones in every logged
   # step (cost: README), the expensive ones at checkpoints, off here.
   c.lenses = ml_collections.ConfigDict()
-  c.lenses.every = 0            # cheap lenses every N steps (0 = every logged step).
+  c.lenses.every = 50           # cheap lenses every N steps (0 = every logged step):
+  c.lenses.log_spaced = True    # and at steps 10, 20, 40, 80, ... (the fast start);
+                                # null in the rows between. 50, not 10: the lenses
+                                # were 13% of a 64-seed job (docs/benchmarks.md);
+                                # a study that reads them every 10 steps passes
+                                # --config.lenses.every=0 (experiments/timmy_mechanism.py).
   c.lenses.attention = True     # normalized entropy, first-position mass per head.
   c.lenses.probe = True         # prev-token / induction / duplicate scores per head on
   c.lenses.probe_len = 50       # [t0, x1..xL, x1..xL], L cut to the context (Timmy: 4),

@@ -3,7 +3,12 @@ write? 64 seeds at the recorded setup, every cheap lens, aligned at each
 seed's breakthrough_step t* (loss/content < 0.8).
 
   python -m tinyjax.run --config configs/timmy.py --config.sweep.seeds=64 \
-      --config.checkpoint.log_spaced=False --workdir runs/timmy64 --noprogress
+      --config.checkpoint.log_spaced=False --config.lenses.every=0 \
+      --workdir runs/timmy64 --noprogress
+
+(--config.lenses.every=0: every cheap lens in every logged step, 10 steps
+apart; the config's default is every 50 steps and log-spaced, too coarse for
+the 10/50/90% crossings below.)
   python experiments/timmy_mechanism.py [--workdir runs/timmy64]
 
 For every lens (per layer and head: normalized attention entropy, mass on

@@ -248,7 +248,7 @@ LONG = {
     'python -m tinyjax.run --config configs/induction.py:sweep --workdir runs/induction',
     'python -m tinyjax.run --config configs/timmy.py --config.sweep.seeds=1024 --config.train.steps=20',
     'python -m tinyjax.run --config configs/timmy.py --config.sweep.seeds=1024 --config.train.steps=300 --workdir runs/tb1024',
-    'python -m tinyjax.run --config configs/timmy.py --config.sweep.seeds=64 --config.checkpoint.log_spaced=False --workdir runs/timmy64',
+    'python -m tinyjax.run --config configs/timmy.py --config.sweep.seeds=64 --config.checkpoint.log_spaced=False --config.lenses.every=0 --workdir runs/timmy64',
     'python experiments/generation_cost.py --seeds 1024 --steps 20',
     'python experiments/grokking_llc.py',
     'python experiments/heldout_colour.py',

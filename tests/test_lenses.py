@@ -146,6 +146,40 @@ def test_a_run_logs_the_lenses_and_rebuilds_its_init_exactly(tmp_path, timmy):
   assert 'attention_map/layer0' in ea.Tags()['images']
 
 
+def test_the_lens_schedule_is_every_n_steps_plus_log_spaced_steps_and_the_final_row():
+  # Timmy's default: every 50 steps and at 10 x 2^k (log_every 10).
+  steps = np.arange(0, 700, 10)
+  on = steps[lenses.on_schedule(steps, 50, 10, True)]
+  assert on.tolist() == [0, 10, 20, 40, 50, 80, 100, 150, 160, 200, 250, 300, 320, 350, 400,
+                         450, 500, 550, 600, 640, 650]
+  assert steps[lenses.on_schedule(steps, 50, 10, False)].tolist() == list(range(0, 700, 50))
+  assert bool(lenses.on_schedule(jnp.int32(320), 50, 10, True))  # traced as in the step
+  # every not a multiple of log_every (4): the first logged step of each 50.
+  steps = np.arange(0, 260, 4)
+  assert steps[lenses.on_schedule(steps, 50, 4, False)].tolist() == [0, 52, 100, 152, 200, 252]
+
+
+def test_a_run_on_the_lens_schedule_writes_lenses_at_its_steps_and_in_its_final_row(
+    tmp_path, timmy):
+  with timmy.unlocked():
+    # 90 steps: the last row (90) is off the schedule; the final row is not.
+    timmy.train.update(steps=90, log_every=10, chunk_steps=100)
+    timmy.checkpoint.update(every=0, log_spaced=False)
+    timmy.lenses.update(attention=True, copying=True, geometry=True, every=50, log_spaced=True)
+  w = str(tmp_path / 'w')
+  train.train_and_evaluate(timmy, w, progress=False)
+  rows = [json.loads(l) for l in open(os.path.join(w, 'seed=0', 'metrics.jsonl'))]
+  lensed = lambda name: [r['step'] for r in rows if r.get(name) is not None]
+  # Step 90's row is the final row (the parameters after the last update).
+  for name in ('attention_entropy_norm/layer0/head0', 'copying/layer1/head1', 'dist_init/embed'):
+    assert lensed(name) == [0, 10, 20, 40, 50, 80, 90], name
+  assert lensed('update_ratio/embed') == [0, 10, 20, 40, 50, 80]  # (no update in the final row)
+  assert [r['step'] for r in rows] == list(range(0, 100, 10))  # every row logged
+  final = json.load(open(os.path.join(w, 'summary.json')))['runs'][0]['final']
+  assert final['step'] == 90 and final['copying/layer1/head1'] is not None
+  assert final['attention_entropy_norm/layer0/head0'] is not None
+
+
 def _check_sharpness_and_llc(w, lens, cfg):
   """The run's checkpoint lenses against the checkpoint's parameters."""
   import optax

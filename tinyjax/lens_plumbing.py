@@ -102,13 +102,18 @@ class LensPlumbing:
                             aux=aux, step=step, hp=hp, config=self.config, program=self,
                             _init=w0)
 
-  def _every(self, step, fn):
-    """fn() at the steps that are multiples of lenses.every, NaN elsewhere
-    (0: every logged step). The step is the same for every run, so this
-    stays a branch under vmap: the skipped steps cost nothing."""
-    if self.lens.every <= self.log_every:
+  def _every(self, step, fn, train=True):
+    """fn() at the lens steps (lenses.on_schedule: multiples of lenses.every,
+    with lenses.log_spaced also log_every x 2^k; 0: every logged step) and in
+    the final row (train False), NaN elsewhere. The step is the same for
+    every run, so this stays a branch under vmap: the skipped steps cost
+    nothing."""
+    ls = self.lens
+    if ls.every <= self.log_every:
       return fn()
-    return jax.lax.cond(step % self.lens.every == 0, fn, lambda: nan_like(jax.eval_shape(fn)))
+    on = lenses_lib.on_schedule(step, ls.every, self.log_every, ls.log_spaced)
+    fn = jax.jit(fn)  # traced once: the NaN branch's shapes and the cond reuse the trace
+    return jax.lax.cond(on | ~jnp.asarray(train), fn, lambda: nan_like(jax.eval_shape(fn)))
 
   def _checkpoint_lenses_run(self, state, hp, data, step):
     """The expensive lenses of one run at a checkpoint: sharpness, LLC, the

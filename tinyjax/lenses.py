@@ -59,7 +59,7 @@ PREFIXES = ('attention_entropy_norm', 'attention_first', 'attention_sink', 'prob
 ICL_MIN_LEN = 20  # the per-position lens needs sequences at least this long
 
 DEFAULTS = dict(
-    every=0, attention=True, probe=True, probe_len=50, probe_rows=10, copying=True,
+    every=0, log_spaced=False, attention=True, probe=True, probe_len=50, probe_rows=10, copying=True,
     geometry=True, icl=True, fourier=True, sharpness_iters=0, llc=False, llc_chains=4,
     llc_draws=200, llc_burnin=200, llc_epsilon=1e-3, llc_gamma=100.0, llc_nbeta=0.0,
     llc_batch=0,
@@ -70,6 +70,19 @@ DEFAULTS = dict(
     hessian_trace_samples=8, sharpness_precond=0)
 
 # The built-in step lenses are at the end of this file (LENSES).
+
+
+def on_schedule(step, every: int, log_every: int, log_spaced: bool):
+  """Whether the step lenses run at logged step `step` (an int or an int
+  array): the first logged step of every `every` steps (the multiples of
+  `every` when it is a multiple of log_every; every logged step when
+  every <= log_every), and with log_spaced also log_every x 2^k (10, 20, 40,
+  80, ...: the fast early rows, as checkpoint.log_spaced)."""
+  on = step % every < log_every
+  if log_spaced:
+    q = step // log_every
+    on = on | ((step % log_every == 0) & (q > 0) & ((q & (q - 1)) == 0))
+  return on
 
 
 def settings(config) -> ml_collections.ConfigDict:

@@ -261,7 +261,7 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     mask = batch['mask_NxT']
     return (ce * mask).sum() / jnp.maximum(mask.sum(), 1.0), (logits, aux)
 
-  def _measure(self, state, hp, data, step, full=True, length=None):
+  def _measure(self, state, hp, data, step, full=True, length=None, train=True):
     """Loss, gradients and the train metrics at the current parameters.
 
     full=False keeps only what every step needs (loss and grad_norm for the
@@ -279,7 +279,7 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     m.update(loss_lib.layer_norms(nnx.to_pure_dict(state['params'])))
     if full or self.lens_milestones:
       lens = lambda: self._cheap_lenses(state['params'], hp, aux, batch, logits, step)
-      m.update(lens() if self.lens_milestones else self._every(step, lens))
+      m.update(lens() if self.lens_milestones else self._every(step, lens, train))
     if not full:
       keep = {'loss', 'grad_norm'} | {metric for _, metric, _, _ in self.milestones}
       m = {k: v for k, v in m.items() if k in keep}
@@ -298,7 +298,7 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     update. train=False (traced; the final evaluation): the metrics only, the
     parameters and optimizer state kept, lr the last update's."""
     full = full and not self.minimal
-    m, grads = self._measure(state, hp, data, step, full, length)
+    m, grads = self._measure(state, hp, data, step, full, length, train)
     tx = self.optimizer(hp)
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
     params = jax.tree.map(jnp.add, state['params'], updates)
@@ -307,7 +307,7 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
                           optimizer_lib.current_lr(state['opt_state']))
       if self.lens.geometry:
         m.update(self._every(step, lambda: lenses_lib.update_ratio(
-            nnx.to_pure_dict(state['params']), nnx.to_pure_dict(updates))))
+            nnx.to_pure_dict(state['params']), nnx.to_pure_dict(updates)), train))
     bad = ~(jnp.isfinite(m['loss']) & jnp.isfinite(m['grad_norm']))
     frozen = bad | (state['diverged_step'] >= 0) | ~jnp.asarray(train)
     bad = bad & train
@@ -373,7 +373,10 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     config_eval_steps = bool(self.config.eval.get('steps', ()))
 
     def group(state, g):
-      s0 = start + g * self.log_every
+      # int32, not weak (start may come in as a Python int): v_step's and
+      # v_eval's traces for the NaN rows above are then reused, not redone
+      # (~1 s of the chunk's tracing).
+      s0 = jax.lax.convert_element_type(start + g * self.log_every, jnp.int32)
       on_schedule = (jnp.isin(s0, self.eval_steps) if config_eval_steps
                      else s0 % self.eval_every == 0)
       do_eval = (s0 < end) & (on_schedule | ~train)

@@ -64,8 +64,8 @@ def check(config):
                  'sharpness_precond'):
       _require(ls[name] >= 0, f'lenses.{name}', ls[name], 'use >= 0 (0 = off / default)')
     _require(ls.llc_epsilon > 0, 'lenses.llc_epsilon', ls.llc_epsilon, 'use > 0')
-    _require(ls.every >= 0 and ls.every % t.log_every == 0, 'lenses.every', ls.every,
-             f'use 0 (every logged step) or a multiple of train.log_every={t.log_every}')
+    _require(ls.every >= 0, 'lenses.every', ls.every, 'use 0 (every logged step) or N > 0 '
+             '(the first logged step of every N steps)')
   if 'output' in config:
     from tinyjax import writer
     for name in config.output:

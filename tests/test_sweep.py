@@ -137,6 +137,22 @@ def test_a_big_sweep_writes_every_run_columnar_a_sample_per_run_and_seed_quantil
       assert len(x) == 3 and e.value == pytest.approx(fn(x), rel=1e-6)
 
 
+def test_report_probes_are_each_runs_loss_at_the_configs_steps():
+  import ml_collections
+  import pandas as pd
+  from tinyjax import report
+  df = pd.DataFrame({'run': ['a', 'a', 'a', 'b', 'b'], 'step': [0, 10, 20, 10, 20],
+                     'loss': [2.0, 1.5, float('nan'), 1.25, 0.5]})
+  summary = {'runs': [{'name': 'a'}, {'name': 'b'}, {'name': 'c'}]}
+  cfg = ml_collections.ConfigDict({'report': {'loss_at': (10, 20, 99)}})
+  report.add_probes(summary, cfg, df)
+  assert [r['probe'] for r in summary['runs']] == [{'10': 1.5, '20': None},
+                                                   {'10': 1.25, '20': 0.5}, {}]
+  assert all(type(v) is float for v in summary['runs'][1]['probe'].values())
+  report.add_probes(summary, ml_collections.ConfigDict({}), df)
+  assert [r['probe'] for r in summary['runs']] == [{}, {}, {}]
+
+
 def test_seed_stats_are_numpys_nan_aware_statistics():
   rng = np.random.default_rng(0)
   x = rng.normal(size=(4, 5, 17))

@@ -107,7 +107,7 @@ def preload() -> None:
   the runs train, instead of after them."""
   import io
   import matplotlib
-  import pandas  # noqa: F401  (results.load's)
+  __import__('pandas')  # results.load's
   matplotlib.use('Agg')
   import matplotlib.pyplot  # noqa: F401  (imported here; figure() uses it)
   from matplotlib.figure import Figure  # not pyplot's figure list: this thread is not the report's

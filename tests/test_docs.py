@@ -241,6 +241,11 @@ LONG = {
     'python experiments/cost_runtime.py --runs 1024 --steps 140 --repeats 2 --out experiments/results/cost_runtime_1024.json',
     'python -m tinyjax.bench --cost_table --cases 64x6000,1024x300 --cost_items lenses --out experiments/results/cost_table_acceptance.json',
     'python -m tinyjax.bench --cases 64x6000,1024x300,1024x20 --plain_1=False',
+    'python -m tinyjax.bench --cases 64x6000,1024x300,1024x20 --repeats 3 --plain_1=False '
+    '--out experiments/results/bench_cold_r3.json',
+    'python -m tinyjax.bench --cost_table --cases 64x6000 --repeats 3 --cost_items lenses '
+    '--out experiments/results/cost_table_64x6000_r3.json',
+    'python experiments/cost_runtime.py --runs 64 --repeats 3',
     'python -m tinyjax.bench --suite accelerator',
     'python -m tinyjax.export_onnx --workdir runs/guppylm_full1k --out guppy.onnx --quantize uint8',
     'python -m tinyjax.run --config configs/grokking_small.py:llc --workdir runs/grokking_llc',

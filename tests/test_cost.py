@@ -70,6 +70,34 @@ def test_a_cost_table_override_switches_one_item_off():
   assert bare.output.minimal and not cfg.output.get('minimal', False)
 
 
+def test_a_cost_table_records_each_jobs_load_and_marks_it_under_load(monkeypatch):
+  """Each job of the table records what other processes used meanwhile (as
+  tinyjax.bench does); one job during which another process kept a core busy
+  marks the whole table under load. The jobs are stand-ins: the table's
+  bookkeeping, not training."""
+  import subprocess
+  import sys
+  from tinyjax import cost
+  busy = [sys.executable, '-c', 'import time\nt = time.time()\nwhile time.time() - t < 1.0: pass']
+  stand_in = {'seconds': 1.0, 'cpu_seconds': 1.0, 'compile': {}, 'profiled': {}}
+
+  def job(cfg, workdir, log_compiles=False):
+    if cfg.output.get('minimal', False):  # bare mode's job: another process busy meanwhile
+      subprocess.run(busy, check=True)
+    return dict(stand_in)
+  monkeypatch.setattr(cost, 'job', job)
+  monkeypatch.setattr(cost, 'plain_job', lambda cfg, plain_loop: dict(stand_in))
+  t = cost.table(timmy_config.get_config(), '/nonexistent', plain_loop=None, repeats=2, items={})
+  for name in ('full', 'bare mode (output.minimal)', 'plain JAX loop, sharded'):
+    loads = t['jobs'][name]['load']
+    assert len(loads) == 2 and all(len(l['loadavg_before']) == 3 for l in loads), loads
+  bare = t['jobs']['bare mode (output.minimal)']['load']
+  assert min(l['other_cores'] for l in bare) >= 0.5, bare  # the child kept ~1 core busy
+  assert t['under_load'] and 'UNDER LOAD' in cost.describe(t)
+  # (whether a table without the child is under load depends on the machine:
+  # the suite's other workers count too; the rule is the bench's, tested there)
+
+
 def test_checkpoints_are_saved_off_the_training_thread_after_their_rows(tmp_path, monkeypatch):
   """The chunk loop never waits for the writer: each save is queued on the
   writer thread, behind the metric rows of the steps before it, which are on

@@ -43,7 +43,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import tempfile
 import time
 
@@ -52,6 +51,7 @@ from absl import flags
 from absl import logging
 
 from tinyjax import cli
+from tinyjax import cost
 
 flags.DEFINE_list('cases', ['64x6000', '1024x300'], 'RUNSxSTEPS cases to measure.')
 flags.DEFINE_integer('repeats', 1, 'Alternated repetitions per case (the median is reported).')
@@ -84,7 +84,8 @@ FLAGS = flags.FLAGS
 LOSS_ATOL = 1e-4
 LOSS_RTOL = 1e-4
 # Other processes using more cores than this during a measurement: under load.
-LOADED_OTHER_CORES = 0.2
+LOADED_OTHER_CORES = cost.LOADED_OTHER_CORES
+measured = cost.measured  # (fn()'s result, the machine's load during it)
 
 
 def timmy(runs: int, steps: int):
@@ -94,36 +95,6 @@ def timmy(runs: int, steps: int):
     cfg.train.steps = steps
     cfg.sweep.seeds = runs
   return cfg
-
-
-def _busy_cpu_seconds():
-  """CPU seconds the whole machine has been busy (Linux /proc/stat), or None."""
-  try:
-    with open('/proc/stat') as f:
-      user, nice, system, _, _, irq, softirq, steal = (int(x) for x in f.readline().split()[1:9])
-  except (OSError, ValueError):
-    return None
-  return (user + nice + system + irq + softirq + steal) / os.sysconf('SC_CLK_TCK')
-
-
-def _own_cpu_seconds():
-  r = resource.getrusage(resource.RUSAGE_SELF)
-  return r.ru_utime + r.ru_stime
-
-
-def measured(fn):
-  """(fn()'s result, the machine's load during it): load averages before and
-  after, and the cores other processes kept busy on average."""
-  before, busy, own, t = os.getloadavg(), _busy_cpu_seconds(), _own_cpu_seconds(), \
-      time.perf_counter()
-  out = fn()
-  wall = time.perf_counter() - t
-  busy_after = _busy_cpu_seconds()
-  other = (None if busy is None or busy_after is None else
-           max(0.0, (busy_after - busy) - (_own_cpu_seconds() - own)) / max(wall, 1e-9))
-  return out, {'loadavg_before': [round(x, 2) for x in before],
-               'loadavg_after': [round(x, 2) for x in os.getloadavg()],
-               'other_cores': None if other is None else round(other, 2)}
 
 
 def run_tinyjax(cfg, workdir: str):
@@ -294,7 +265,6 @@ def main(argv):
          'loadavg_before': os.getloadavg(), 'loss_atol': LOSS_ATOL, 'loss_rtol': LOSS_RTOL,
          'loaded_other_cores': LOADED_OTHER_CORES, 'cases': []}
   if FLAGS.cost_table:
-    from tinyjax import cost
     out['cost_table'] = []
     out_path = 'cost_table.json' if FLAGS.out == 'bench.json' else FLAGS.out
     with tempfile.TemporaryDirectory() as root:

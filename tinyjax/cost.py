@@ -19,7 +19,10 @@ compiled from scratch (jit's caches and the persistent compilation cache off):
                 report, summary writes, the checks before training.
 
 Every job records wall and CPU seconds (this process, all threads): on a
-shared machine the CPU seconds are the steadier A/B figure.
+shared machine the CPU seconds are the steadier A/B figure. And the load
+other processes put on the machine meanwhile (as tinyjax.bench's: a table
+with a job during which they used more than LOADED_OTHER_CORES cores is
+marked `under_load`, "UNDER LOAD" when printed).
 """
 
 from __future__ import annotations
@@ -67,6 +70,35 @@ def with_overrides(cfg, overrides: dict):
 def _cpu():
   r = resource.getrusage(resource.RUSAGE_SELF)
   return r.ru_utime + r.ru_stime
+
+
+# Other processes using more cores than this during a measurement: under load
+# (its timings are upper bounds; tinyjax.bench and the cost table mark it).
+LOADED_OTHER_CORES = 0.2
+
+
+def _busy_cpu_seconds():
+  """CPU seconds the whole machine has been busy (Linux /proc/stat), or None."""
+  try:
+    with open('/proc/stat') as f:
+      user, nice, system, _, _, irq, softirq, steal = (int(x) for x in f.readline().split()[1:9])
+  except (OSError, ValueError):
+    return None
+  return (user + nice + system + irq + softirq + steal) / os.sysconf('SC_CLK_TCK')
+
+
+def measured(fn):
+  """(fn()'s result, the machine's load during it): load averages before and
+  after, and the cores other processes kept busy on average."""
+  before, busy, own, t = os.getloadavg(), _busy_cpu_seconds(), _cpu(), time.perf_counter()
+  out = fn()
+  wall = time.perf_counter() - t
+  busy_after = _busy_cpu_seconds()
+  other = (None if busy is None or busy_after is None else
+           max(0.0, (busy_after - busy) - (_cpu() - own)) / max(wall, 1e-9))
+  return out, {'loadavg_before': [round(x, 2) for x in before],
+               'loadavg_after': [round(x, 2) for x in os.getloadavg()],
+               'other_cores': None if other is None else round(other, 2)}
 
 
 @contextlib.contextmanager
@@ -180,24 +212,29 @@ def table(cfg, root: str, plain_loop, repeats: int = 1, items: dict | None = Non
           'bare mode (output.minimal)': lambda: job(with_overrides(cfg, BARE),
                                                     os.path.join(root, 'bare')),
           'plain JAX loop, sharded': lambda: plain_job(cfg, plain_loop)}
-  measured = {k: [] for k in jobs}
+  runs_of = {k: [] for k in jobs}
   try:
     for _ in range(repeats):  # alternated: drift on the machine hits every job
       for k, fn in jobs.items():
-        measured[k].append(fn())
+        result, load = measured(fn)
+        runs_of[k].append({**result, 'load': load})
   finally:
     jax.config.update('jax_enable_compilation_cache', persistent)
-  med = lambda k, f: float(np.median([m[f] for m in measured[k]]))
+  med = lambda k, f: float(np.median([m[f] for m in runs_of[k]]))
   whole, whole_cpu = med('full', 'seconds'), med('full', 'cpu_seconds')
-  full = measured['full'][-1]
+  full = runs_of['full'][-1]
   rnd = lambda x: round(x, 2)
   out = {'runs': runs, 'steps': steps, 'repeats': repeats,
          'devices': [str(d) for d in jax.devices()],
          'whole': {'seconds': rnd(whole), 'cpu_seconds': rnd(whole_cpu)},
          'jobs': {k: {'seconds': rnd(med(k, 'seconds')), 'cpu_seconds': rnd(med(k, 'cpu_seconds')),
-                      'all_seconds': [rnd(m['seconds']) for m in v]}
-                  for k, v in measured.items()},
+                      'all_seconds': [rnd(m['seconds']) for m in v],
+                      'load': [m['load'] for m in v]}
+                  for k, v in runs_of.items()},
          'items': {}, 'compile': {}, 'profiled': {}}
+  others = [m['load']['other_cores'] for v in runs_of.values() for m in v
+            if m['load']['other_cores'] is not None]
+  out['under_load'] = bool(others) and max(others) > LOADED_OTHER_CORES
   for k in items:
     s, c = whole - med(k, 'seconds'), whole_cpu - med(k, 'cpu_seconds')
     out['items'][k] = {'item': items[k][0], 'seconds': rnd(s), 'share': round(s / whole, 3),
@@ -241,4 +278,7 @@ def describe(t: dict) -> str:
     lines.append(f"  {k:<52} {d['seconds']:>8} s whole ({d['cpu_seconds']} CPU s)")
   lines.append(f"  ratio to the sharded plain loop: full {t['ratio']['full_vs_plain']}x, "
                f"bare {t['ratio']['bare_vs_plain']}x")
+  if t.get('under_load'):
+    lines.append(f'  UNDER LOAD: other processes used more than {LOADED_OTHER_CORES} cores '
+                 'during a job (its timings are upper bounds)')
   return '\n'.join(lines)

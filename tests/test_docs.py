@@ -246,6 +246,8 @@ LONG = {
     'python -m tinyjax.bench --cost_table --cases 64x6000 --repeats 3 --cost_items lenses '
     '--out experiments/results/cost_table_64x6000_r3.json',
     'python experiments/cost_runtime.py --runs 64 --repeats 3',
+    'python experiments/bare_vs_plain.py --cases 1024x300,64x6000 --repeats 3 '
+    '--out experiments/results/bare_vs_plain.json',
     'python -m tinyjax.bench --suite accelerator',
     'python -m tinyjax.export_onnx --workdir runs/guppylm_full1k --out guppy.onnx --quantize uint8',
     'python -m tinyjax.run --config configs/grokking_small.py:llc --workdir runs/grokking_llc',

@@ -48,10 +48,9 @@ def main():
           r, load = cost.measured(fn)
           seconds[name].append(round(r['seconds'], 2))
           loads[name].append(load)
-    others = [l['other_cores'] for ls in loads.values() for l in ls if l['other_cores'] is not None]
     r = {'runs': runs, 'steps': steps, 'seconds': seconds, 'load': loads,
          'ratio': round(float(np.median(seconds['bare']) / np.median(seconds['plain'])), 3),
-         'under_load': bool(others) and max(others) > cost.LOADED_OTHER_CORES}
+         'under_load': cost.under_load(l for ls in loads.values() for l in ls)}
     out['cases'].append(r)
     print(f"{runs} runs x {steps} steps: bare {seconds['bare']} s, plain {seconds['plain']} s "
           f"-> {r['ratio']}x" + (' UNDER LOAD' if r['under_load'] else ''), flush=True)

@@ -50,7 +50,7 @@ def main():
       'crc32c_native': tensorboardX.crc32c._crc32c_native is not None,
       'runs': FLAGS.runs, 'steps': FLAGS.steps, 'devices': [str(d) for d in jax.devices()],
       'seconds': rnd(out['seconds']), 'cpu_seconds': rnd(out['cpu_seconds']),
-      'load': load, 'under_load': (load['other_cores'] or 0) > bench.LOADED_OTHER_CORES,
+      'load': load, 'under_load': cost.under_load([load]),
       'compile_seconds': rnd(out['compile_seconds']),
       'compile': {stage: {f: rnd(s) for f, s in d.items() if s >= 0.05}
                   for stage, d in out['compile'].items()},

@@ -81,7 +81,7 @@ def main():
   med = lambda v, i: round(float(np.median([x[i] for x in v])), 2)
   out = {'runs': args.runs, 'steps_per_chunk': args.steps, 'repeats': args.repeats,
          'devices': [str(d) for d in jax.devices()], 'date': time.strftime('%Y-%m-%d %H:%M'),
-         'under_load': any((l['other_cores'] or 0) > bench.LOADED_OTHER_CORES for l in load),
+         'under_load': cost.under_load(load),
          'load': load,
          'variants': {k: {'cpu_seconds': med(v, 1), 'seconds': med(v, 0),
                           'all_cpu_seconds': [round(x[1], 2) for x in v]} for k, v in runs.items()}}

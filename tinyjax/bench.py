@@ -205,12 +205,11 @@ def bench_case(cfg, root: str, repeats: int, plain_1: bool, warm_cache: bool = F
       times[name].append(seconds)
       load[name].append(l)
   med = {k: round(float(np.median(v)), 2) for k, v in times.items() if v}
-  others = [l['other_cores'] for ls in load.values() for l in ls if l['other_cores'] is not None]
   out = {'runs': runs, 'steps': steps, 'warm_cache': warm_cache, 'seconds': med,
          'all_seconds': {k: [round(x, 2) for x in v] for k, v in times.items() if v},
          'ratio': round(med['tinyjax'] / med['plain'], 3),
          'load': {k: v for k, v in load.items() if v},
-         'under_load': bool(others) and max(others) > LOADED_OTHER_CORES,
+         'under_load': cost.under_load(l for ls in load.values() for l in ls),
          'final_loss': {'tinyjax_mean': float(np.mean(final['tinyjax'])),
                         **loss_check(final)}}
   if plain_1:

@@ -101,6 +101,12 @@ def measured(fn):
                'other_cores': None if other is None else round(other, 2)}
 
 
+def under_load(loads) -> bool:
+  """Whether other processes kept more than LOADED_OTHER_CORES cores busy
+  during any of these measurements (measured's loads; None: not known)."""
+  return any((l['other_cores'] or 0) > LOADED_OTHER_CORES for l in loads)
+
+
 @contextlib.contextmanager
 def _compile_log():
   """{event: {function: seconds}} of the jit compilations inside the block."""
@@ -232,9 +238,7 @@ def table(cfg, root: str, plain_loop, repeats: int = 1, items: dict | None = Non
                       'load': [m['load'] for m in v]}
                   for k, v in runs_of.items()},
          'items': {}, 'compile': {}, 'profiled': {}}
-  others = [m['load']['other_cores'] for v in runs_of.values() for m in v
-            if m['load']['other_cores'] is not None]
-  out['under_load'] = bool(others) and max(others) > LOADED_OTHER_CORES
+  out['under_load'] = under_load(m['load'] for v in runs_of.values() for m in v)
   for k in items:
     s, c = whole - med(k, 'seconds'), whole_cpu - med(k, 'cpu_seconds')
     out['items'][k] = {'item': items[k][0], 'seconds': rnd(s), 'share': round(s / whole, 3),

@@ -36,6 +36,14 @@ None off Linux). A case where other processes used more than
 LOADED_OTHER_CORES cores on average during any measurement is marked
 `under_load` in the JSON and "UNDER LOAD" in the printed line: its timings
 are upper bounds, not benchmarks.
+
+Steadiness: with --repeats > 1 the JSON also has each repetition's own ratio
+(`pair_ratios`: tinyjax over the plain job run next to it, so a drift of the
+host's speed cancels in each) and `plain_spread`, the slowest plain job over
+the fastest. A case whose plain jobs differ by more than UNSTEADY_SPREAD is
+marked `unsteady` and "UNSTEADY HOST" when printed: on a virtual machine
+whose speed wanders (seen on 2026-12-02: the same plain job 35.9-45.5 s
+with no other process busy) a difference of a few percent is not resolved.
 """
 
 from __future__ import annotations
@@ -86,6 +94,15 @@ LOSS_RTOL = 1e-4
 # Other processes using more cores than this during a measurement: under load.
 LOADED_OTHER_CORES = cost.LOADED_OTHER_CORES
 measured = cost.measured  # (fn()'s result, the machine's load during it)
+UNSTEADY_SPREAD = 1.1  # the plain loop's slowest repetition over its fastest
+
+
+def steadiness(times: dict) -> dict:
+  """{'pair_ratios', 'plain_spread', 'unsteady'} of a case's repetitions
+  ({'tinyjax': [s, ...], 'plain': [s, ...]}, in the order they ran)."""
+  pairs = [round(t / p, 3) for t, p in zip(times['tinyjax'], times['plain'])]
+  spread = round(max(times['plain']) / min(times['plain']), 3)
+  return {'pair_ratios': pairs, 'plain_spread': spread, 'unsteady': spread > UNSTEADY_SPREAD}
 
 
 def timmy(runs: int, steps: int):
@@ -214,6 +231,8 @@ def bench_case(cfg, root: str, repeats: int, plain_1: bool, warm_cache: bool = F
                         **loss_check(final)}}
   if plain_1:
     out['ratio_vs_plain_1'] = round(med['tinyjax'] / med['plain_1'], 3)
+  if repeats > 1:
+    out.update(steadiness(times))
   return out
 
 
@@ -225,6 +244,8 @@ def describe(r: dict) -> str:
           f"{s['plain']} s -> {r['ratio']}x"
           + (f" (plain JAX on one device {s['plain_1']} s -> {r['ratio_vs_plain_1']}x)"
              if 'plain_1' in s else ''))
+  if len(r.get('pair_ratios', ())) > 1:
+    line += f" (each repetition {min(r['pair_ratios'])}-{max(r['pair_ratios'])}x)"
   checks = {k: v for k, v in r['final_loss'].items() if isinstance(v, dict)}
   line += '; final loss ' + ', '.join(
       f"{k} {'same' if v['same'] else 'DIFFERENT'} (max abs diff {v['max_abs_diff']:.1e})"
@@ -234,6 +255,9 @@ def describe(r: dict) -> str:
                 if l['other_cores'] is not None)
     line += (f' [UNDER LOAD: other processes kept up to {worst} cores busy; '
              'times are upper bounds]')
+  if r.get('unsteady'):
+    line += (f" [UNSTEADY HOST: the plain loop's repetitions differ by "
+             f"{(r['plain_spread'] - 1) * 100:.0f}%; differences below that are not resolved]")
   return line
 
 

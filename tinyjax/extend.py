@@ -300,9 +300,11 @@ def check(prog, hp_1):
   import numpy as np
   config, task = prog.config, prog.task
   tspec, mspec = config.task.name, config.model.name
-  hp = {k: jnp.asarray(v[0]) for k, v in hp_1.items()}
+  # Shapes only, the key's too: a concrete key or hyperparameter would compile
+  # small eager programs (~0.3-0.5 s before a cold job's first step).
+  hp = {k: jax.ShapeDtypeStruct((), np.asarray(v).dtype) for k, v in hp_1.items()}
   data = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype), prog.data)
-  key = jax.random.key(0)
+  key = jax.eval_shape(lambda: jax.random.key(0))
 
   def guarded(what, fn, *args):
     try:
@@ -313,8 +315,8 @@ def check(prog, hp_1):
       raise ConfigError(f'{what} failed: {type(e).__name__}: {_one_line(e)}') from None
 
   batch = guarded(f'task.name {tspec!r}: task contract: train.batch(arrays, key, step, '
-                  'batch_size)', lambda d: task.train.batch(d, key, 0, config.train.batch_size),
-                  data['train'])
+                  'batch_size)', lambda d, k: task.train.batch(d, k, 0, config.train.batch_size),
+                  data['train'], key)
   check_batch(batch, 'train.batch()', tspec, task.train.seq_len)
   for i, (name, source) in enumerate(task.evals.items()):
     seen = []
@@ -323,7 +325,7 @@ def check(prog, hp_1):
       seen.append(b)
       return {'x': jnp.zeros(())}
     guarded(f'task.name {tspec!r}: task contract: evals[{name!r}].evaluate(metrics_fn, arrays, '
-            'key)', lambda d: source.evaluate(metrics, d, key), data[name])
+            'key)', lambda d, k: source.evaluate(metrics, d, k), data[name], key)
     check_batch(seen[0], f'evals[{name!r}] batch', tspec, source.seq_len)
 
   state = guarded(f'model.name {mspec!r}: model contract: constructing it', prog._init_run, hp)

@@ -42,7 +42,7 @@ Steadiness: with --repeats > 1 the JSON also has each repetition's own ratio
 host's speed cancels in each) and `plain_spread`, the slowest plain job over
 the fastest. A case whose plain jobs differ by more than UNSTEADY_SPREAD is
 marked `unsteady` and "UNSTEADY HOST" when printed: on a virtual machine
-whose speed wanders (seen on 2026-12-02: the same plain job 35.9-45.5 s
+whose speed wanders (seen on 2026-12-02: the same plain job 29.7-45.5 s
 with no other process busy) a difference of a few percent is not resolved.
 """
 

@@ -301,7 +301,8 @@ def check(prog, hp_1):
   config, task = prog.config, prog.task
   tspec, mspec = config.task.name, config.model.name
   # Shapes only, the key's too: a concrete key or hyperparameter would compile
-  # small eager programs (~0.3-0.5 s before a cold job's first step).
+  # small eager programs before a cold job's first step (check_group of a
+  # 64-run Timmy sweep 0.39-0.42 s with them, 0.26-0.27 s without).
   hp = {k: jax.ShapeDtypeStruct((), np.asarray(v).dtype) for k, v in hp_1.items()}
   data = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype), prog.data)
   key = jax.eval_shape(lambda: jax.random.key(0))

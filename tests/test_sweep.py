@@ -153,6 +153,45 @@ def test_report_probes_are_each_runs_loss_at_the_configs_steps():
   assert [r['probe'] for r in summary['runs']] == [{}, {}, {}]
 
 
+def test_report_log_axes_are_labelled_in_plain_numbers():
+  import matplotlib
+  matplotlib.use('Agg')
+  from matplotlib.figure import Figure
+  from tinyjax import report
+  ax = Figure().add_subplot()
+  ax.plot([1, 5000], [2.2, 0.01])
+  ax.set(xscale='log', yscale='log')
+  report.plain_log_labels(ax)
+  ax.figure.canvas.draw()
+  labels = [t.get_text() for t in ax.xaxis.get_ticklabels() if t.get_text()]
+  assert labels and not any('$' in t for t in labels), labels  # no mathtext
+  assert {'1', '10', '100', '1000'} <= set(labels), labels
+
+
+def test_summary_json_is_written_once_after_the_report_and_after_every_group_else(
+    six_runs, tmp_path, monkeypatch):
+  """A sweep's summary.json is written after the report (one write, with the
+  report in it); a job of several groups writes it after every group but the
+  last, so that a later group's fault keeps what finished."""
+  cfg, _, _ = six_runs
+  writes = []
+  real = train.write_summary
+  monkeypatch.setattr(train, 'write_summary',
+                      lambda w, s, merged=False: (writes.append(len(s['runs'])), real(w, s, merged)))
+  cfg = cfg.copy_and_resolve_references()
+  with cfg.unlocked():
+    cfg.train.steps, cfg.sweep.lrs = 20, ()
+    cfg.sweep.seeds = 2
+  train.train_and_evaluate(cfg, str(tmp_path / 'one'), progress=False)
+  assert writes == [2]
+  assert 'report' in json.load(open(tmp_path / 'one' / 'summary.json'))
+  writes.clear()
+  with cfg.unlocked():
+    cfg.sweep.grid = {'model': {'n_heads': (1, 2)}}  # two groups (a static axis)
+  train.train_and_evaluate(cfg, str(tmp_path / 'two'), progress=False)
+  assert writes == [2, 4]
+
+
 def test_seed_stats_are_numpys_nan_aware_statistics():
   rng = np.random.default_rng(0)
   x = rng.normal(size=(4, 5, 17))

@@ -286,3 +286,30 @@ def test_sgd_with_momentum_zero_leaves_its_trace_unread_and_keys_the_programs_by
   traces = [s for s in jax.tree.leaves(s_unread, is_leaf=lambda s: isinstance(s, optax.TraceState))
             if isinstance(s, optax.TraceState)]
   assert traces and all(not np.asarray(t.trace['w']).any() for t in traces)  # never rewritten
+
+
+def test_a_job_leaves_older_objects_out_of_full_collections_until_it_ends(monkeypatch):
+  """train_and_evaluate freezes the objects that exist when it starts (gc.freeze)
+  and unfreezes them at its end, also when it fails; a caller's own freeze stays."""
+  import gc
+  seen = []
+
+  def job(*_):
+    seen.append(gc.get_freeze_count())
+    if len(seen) == 2:
+      raise RuntimeError('a fault')
+    return {}
+  monkeypatch.setattr(train, '_train_and_evaluate', job)
+  assert gc.get_freeze_count() == 0
+  train.train_and_evaluate(None, 'w')
+  assert seen[0] > 1000 and gc.get_freeze_count() == 0
+  with pytest.raises(RuntimeError, match='a fault'):
+    train.train_and_evaluate(None, 'w')
+  assert gc.get_freeze_count() == 0
+  gc.freeze()
+  try:
+    mine = gc.get_freeze_count()
+    train.train_and_evaluate(None, 'w')
+    assert seen[2] == mine and gc.get_freeze_count() == mine
+  finally:
+    gc.unfreeze()

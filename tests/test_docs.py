@@ -245,6 +245,9 @@ LONG = {
     '--out experiments/results/bench_cold_r3.json',
     'python -m tinyjax.bench --cases 64x6000,1024x300,1024x20 --repeats 3 --noplain_1 '
     '--out experiments/results/bench_cold_r3_pm.json',
+    'python -m tinyjax.bench --cases 64x6000,1024x300,1024x20 --repeats 3 --noplain_1 '
+    '--out experiments/results/bench_cold_r3_eve.json',
+    'python experiments/gc_cost.py --case 64x300 --repeats 3 --out experiments/results/gc_cost.json',
     'python -m tinyjax.bench --cost_table --cases 64x6000 --repeats 3 --cost_items lenses '
     '--out experiments/results/cost_table_64x6000_r3.json',
     'python experiments/cost_runtime.py --runs 64 --repeats 3',

@@ -170,6 +170,8 @@ def figure(summary: dict, config, df, conds: list[str], path: str) -> None:
       axes[2].annotate(f'never: {never}', (i, 0), xycoords=('data', 'axes fraction'),
                        ha='center', va='bottom', fontsize=8)
     axes[2].set(xticks=range(len(conds)), title=f'{milestone} per run', ylabel='step')
+    if not any(data):  # no run reached it: no step axis to read (matplotlib's is -0.05..0.05)
+      axes[2].set_yticks([])
     axes[2].set_xticklabels(conds, rotation=20, fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=110)

@@ -163,7 +163,7 @@ def load_config(workdir: str):
 def gc_frozen():
   """Leaves the objects that exist when a job starts (jax, flax and the rest
   imported, the caller's) out of Python's full garbage collections until it
-  ends: each full collection walked them all, 0.1-0.3 s at a time with the
+  ends: each full collection walked them all, 0.1-0.46 s at a time with the
   GIL held, four in a 64-run Timmy job, one of them in the chunk's tracing
   before the first step. Reference counting frees objects as before; only
   reference cycles among the frozen objects wait for the job's end. A caller

@@ -61,3 +61,20 @@ def test_each_repetition_has_its_own_ratio_and_an_unsteady_host_is_named():
   steady = bench.steadiness({'tinyjax': [23.0, 24.0], 'plain': [22.0, 23.0]})
   assert steady['unsteady'] is False and steady['plain_spread'] == 1.045
   assert 'UNSTEADY' not in bench.describe({**r, **steady})
+
+
+def test_repetitions_alternate_the_order_of_the_jobs(monkeypatch, tmp_path):
+  """plain, tinyjax, then tinyjax, plain, ...: a host that slows down over the
+  minutes (as this 2-core VM does) then favours neither job."""
+  order = []
+
+  def fake(name):
+    def job(cfg, *a, **k):
+      order.append(name)
+      return 1.0, np.ones(2)
+    return job
+  monkeypatch.setattr(bench, 'plain_loop', fake('plain'))
+  monkeypatch.setattr(bench, 'run_tinyjax', fake('tinyjax'))
+  r = bench.bench_case(bench.timmy(2, 20), str(tmp_path), repeats=4, plain_1=False)
+  assert order == ['plain', 'tinyjax', 'tinyjax', 'plain'] * 2
+  assert len(r['pair_ratios']) == 4  # each repetition's own pair, whatever its order

@@ -98,6 +98,26 @@ def test_a_cost_table_records_each_jobs_load_and_marks_it_under_load(monkeypatch
   # the suite's other workers count too; the rule is the bench's, tested there)
 
 
+def test_a_cost_tables_repetitions_alternate_the_order_of_its_jobs(monkeypatch):
+  """full, bare, plain; then plain, bare, full; ...: a host that slows down over
+  the minutes then favours no job (stand-in jobs: the table's bookkeeping)."""
+  from tinyjax import cost
+  order = []
+  stand_in = {'seconds': 1.0, 'cpu_seconds': 1.0, 'compile': {}, 'profiled': {}}
+
+  def job(cfg, workdir, log_compiles=False):
+    order.append('bare' if cfg.output.get('minimal', False) else 'full')
+    return dict(stand_in)
+
+  def plain_job(cfg, plain_loop):
+    order.append('plain')
+    return dict(stand_in)
+  monkeypatch.setattr(cost, 'job', job)
+  monkeypatch.setattr(cost, 'plain_job', plain_job)
+  cost.table(timmy_config.get_config(), '/nonexistent', plain_loop=None, repeats=3, items={})
+  assert order == ['full', 'bare', 'plain', 'plain', 'bare', 'full', 'full', 'bare', 'plain']
+
+
 def test_checkpoints_are_saved_off_the_training_thread_after_their_rows(tmp_path, monkeypatch):
   """The chunk loop never waits for the writer: each save is queued on the
   writer thread, behind the metric rows of the steps before it, which are on

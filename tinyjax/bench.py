@@ -44,6 +44,8 @@ the fastest. A case whose plain jobs differ by more than UNSTEADY_SPREAD is
 marked `unsteady` and "UNSTEADY HOST" when printed: on a virtual machine
 whose speed wanders (seen on 2026-12-02: the same plain job 29.7-45.5 s
 with no other process busy) a difference of a few percent is not resolved.
+The repetitions alternate the jobs' order (plain, tinyjax; then tinyjax,
+plain; ...), so that a host that slows down over the minutes favours neither.
 """
 
 from __future__ import annotations
@@ -206,11 +208,13 @@ def bench_case(cfg, root: str, repeats: int, plain_1: bool, warm_cache: bool = F
   times = {'tinyjax': [], 'plain': [], 'plain_1': []}
   load = {k: [] for k in times}
   final = {}
-  for i in range(-1 if warm_cache else 0, repeats):  # alternated: drift hits every job
+  for i in range(-1 if warm_cache else 0, repeats):
     jobs = [('plain', lambda: plain_loop(cfg, shard=True)),
             ('tinyjax', lambda: run_tinyjax(cfg, os.path.join(root, f'{runs}x{steps}_{i}')))]
     if plain_1:
       jobs.append(('plain_1', lambda: plain_loop(cfg, shard=False)))
+    if i % 2:  # every other repetition in the reverse order: a host that
+      jobs.reverse()  # speeds up or slows down over the minutes favours neither
     if i < 0:  # fills the cache; untimed
       for _, job in jobs:
         jax.clear_caches()

@@ -5,7 +5,8 @@ Per case (the default Timmy config, RUNS x STEPS), in one process, each job
 compiled from scratch (jit's caches and the persistent compilation cache off):
 
   switched off  the whole job (train.train_and_evaluate) with one item off,
-                alternated with the full job (--repeats: medians); the item's
+                alternated with the full job (--repeats: medians; every other
+                repetition runs the jobs in the reverse order); the item's
                 cost is full - without. Exact up to the run-to-run spread,
                 except that an item switched off may also change what XLA
                 fuses around it.
@@ -220,8 +221,8 @@ def table(cfg, root: str, plain_loop, repeats: int = 1, items: dict | None = Non
           'plain JAX loop, sharded': lambda: plain_job(cfg, plain_loop)}
   runs_of = {k: [] for k in jobs}
   try:
-    for _ in range(repeats):  # alternated: drift on the machine hits every job
-      for k, fn in jobs.items():
+    for i in range(repeats):  # alternated, every other repetition in the
+      for k, fn in list(jobs.items())[::-1 if i % 2 else 1]:  # reverse order: drift favours no job
         result, load = measured(fn)
         runs_of[k].append({**result, 'load': load})
   finally:

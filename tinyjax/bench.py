@@ -39,7 +39,9 @@ are upper bounds, not benchmarks.
 
 Steadiness: with --repeats > 1 the JSON also has each repetition's own ratio
 (`pair_ratios`: tinyjax over the plain job run next to it, so a drift of the
-host's speed cancels in each) and `plain_spread`, the slowest plain job over
+host's speed cancels in each), their median (`pair_median`: where the plain
+jobs' times fall in two groups, it and `ratio`, the ratio of the jobs'
+medians, can differ by 0.1: 1.263x against 1.154x on 2026-12-03) and `plain_spread`, the slowest plain job over
 the fastest. A case whose plain jobs differ by more than UNSTEADY_SPREAD is
 marked `unsteady` and "UNSTEADY HOST" when printed: on a virtual machine
 whose speed wanders (seen on 2026-12-02: the same plain job 29.7-45.5 s
@@ -53,6 +55,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import tempfile
 import time
 
@@ -100,11 +103,12 @@ UNSTEADY_SPREAD = 1.1  # the plain loop's slowest repetition over its fastest
 
 
 def steadiness(times: dict) -> dict:
-  """{'pair_ratios', 'plain_spread', 'unsteady'} of a case's repetitions
-  ({'tinyjax': [s, ...], 'plain': [s, ...]}, in the order they ran)."""
+  """{'pair_ratios', 'pair_median', 'plain_spread', 'unsteady'} of a case's
+  repetitions ({'tinyjax': [s, ...], 'plain': [s, ...]}, in the order they ran)."""
   pairs = [round(t / p, 3) for t, p in zip(times['tinyjax'], times['plain'])]
   spread = round(max(times['plain']) / min(times['plain']), 3)
-  return {'pair_ratios': pairs, 'plain_spread': spread, 'unsteady': spread > UNSTEADY_SPREAD}
+  return {'pair_ratios': pairs, 'pair_median': round(statistics.median(pairs), 3),
+          'plain_spread': spread, 'unsteady': spread > UNSTEADY_SPREAD}
 
 
 def timmy(runs: int, steps: int):
@@ -249,7 +253,8 @@ def describe(r: dict) -> str:
           + (f" (plain JAX on one device {s['plain_1']} s -> {r['ratio_vs_plain_1']}x)"
              if 'plain_1' in s else ''))
   if len(r.get('pair_ratios', ())) > 1:
-    line += f" (each repetition {min(r['pair_ratios'])}-{max(r['pair_ratios'])}x)"
+    line += (f" (each repetition {min(r['pair_ratios'])}-{max(r['pair_ratios'])}x, "
+             f"their median {r['pair_median']}x)")
   checks = {k: v for k, v in r['final_loss'].items() if isinstance(v, dict)}
   line += '; final loss ' + ', '.join(
       f"{k} {'same' if v['same'] else 'DIFFERENT'} (max abs diff {v['max_abs_diff']:.1e})"

@@ -257,7 +257,7 @@ LONG = {
     'python experiments/bench_pool.py --out experiments/results/bench_pooled.json '
     + ' '.join(f'experiments/results/bench_cold_{r}.json'
                for r in ('r3', 'r3b', 'r3_pm', 'r3_pm2', 'r3_eve', 'r3_eve2', 'r3_eve3', 'r3_s12',
-                         'r5_s13', 'r3_s13')),
+                         'r5_s13', 'r3_s13', 'r3_s13b')),
     'python -m tinyjax.bench --cases 64x6000,1024x300,1024x20 --repeats 3 --noplain_1 '
     '--out experiments/results/bench_cold_r3_s13.json',
     'python -m tinyjax.bench --cost_table --cases 64x6000 --repeats 3 --cost_items lenses '

@@ -11,12 +11,13 @@ compiled once (ahead, and kept: the plain loop's jax.clear_caches() does not
 reach it), then its chunk (steps 1,000-2,000, so that the evaluation's
 schedule is the default one) runs --repeats times, the variants alternated;
 the CPU seconds (this process, all threads) and wall seconds of each run are
-kept, and their medians. The plain-JAX loop's 1,000 steps: the sharded plain
-loop of tinyjax.bench at 2,000 steps minus at 1,000 (same compilation), per
-repeat: its compilation's own spread (about a CPU second) is in it, so it
-means something only where 1,000 steps cost far more than that (64 runs: ~16
-CPU s under load; at 2 runs it came out negative). An item's runtime cost is
-full minus the variant without it.
+kept, and their medians. The plain-JAX loop's 1,000 steps: the scan of the
+sharded plain loop of tinyjax.bench (bench.plain_parts: the same step), compiled
+ahead from its initial state and timed in the same alternation (until
+2026-12-03 it was the difference of two whole plain jobs, 2,000 steps minus
+1,000, which carried their compilation's spread: 64 runs, 1,000 steps, 7.4-10.7
+CPU s that way against 11.0 for bare mode's chunk, where timed directly the two
+are within 2%). An item's runtime cost is full minus the variant without it.
 """
 
 import argparse
@@ -56,27 +57,26 @@ def main():
     group = sweep_lib.expand(cfg)[0]
     prog = train.program_for(group.config, train.build_task(group.config))
     g = loop.place_group(group, prog, tempfile.mkdtemp())
-    # Compiled ahead and kept: the plain loop's jax.clear_caches() below would
-    # otherwise make every later repeat compile the chunk again inside its timing.
+    # Compiled ahead and kept, like the plain loop's scan below.
     chunk = prog.chunk.lower(g.state, g.hp, g.data, args.steps, args.steps).compile()
     st, _ = jax.block_until_ready(chunk(g.state, g.hp, g.data, args.steps, args.steps))
     progs[name] = (chunk, g, st)
-  runs = {k: [] for k in [*variants, 'plain JAX loop (sharded)']}
+  cfg = bench.timmy(args.runs, 6000)
+  init, _, step = bench.plain_parts(cfg)
+  carry = jax.jit(jax.vmap(init))(bench.plain_seeds(args.runs, shard=True))
+  scan = jax.jit(lambda c: jax.lax.scan(step, c, None, length=args.steps)).lower(carry).compile()
+  jax.block_until_ready(scan(carry))
+  timed = {name: (lambda chunk=chunk, g=g, st=st: chunk(st, g.hp, g.data, args.steps, args.steps))
+           for name, (chunk, g, st) in progs.items()}
+  timed['plain JAX loop (sharded)'] = lambda: scan(carry)
+  runs = {k: [] for k in timed}
   load = []
-  for _ in range(args.repeats):  # alternated: drift on the machine hits every variant
-    for name, (chunk, g, st) in progs.items():
+  for i in range(args.repeats):  # alternated: drift on the machine hits every variant
+    for name, fn in (timed.items() if i % 2 == 0 else reversed(timed.items())):
       t, c = time.perf_counter(), _cpu()
-      _, l = bench.measured(
-          lambda: jax.block_until_ready(chunk(st, g.hp, g.data, args.steps, args.steps)))
+      _, l = bench.measured(lambda: jax.block_until_ready(fn()))
       runs[name].append((time.perf_counter() - t, _cpu() - c))
       load.append(l)
-    plain = []
-    for steps in (args.steps, 2 * args.steps):
-      jax.clear_caches()
-      t, c = time.perf_counter(), _cpu()
-      bench.plain_loop(bench.timmy(args.runs, steps), shard=True)
-      plain.append((time.perf_counter() - t, _cpu() - c))
-    runs['plain JAX loop (sharded)'].append((plain[1][0] - plain[0][0], plain[1][1] - plain[0][1]))
     print({k: [round(x, 2) for x in v[-1]] for k, v in runs.items()}, flush=True)
   med = lambda v, i: round(float(np.median([x[i] for x in v])), 2)
   out = {'runs': args.runs, 'steps_per_chunk': args.steps, 'repeats': args.repeats,
@@ -88,6 +88,8 @@ def main():
   full = out['variants']['full']['cpu_seconds']
   out['items_cpu_seconds'] = {k: round(full - out['variants'][k]['cpu_seconds'], 2)
                               for k in ('step lenses off', 'evaluation off', 'bare mode')}
+  plain = out['variants']['plain JAX loop (sharded)']['seconds']
+  out['seconds_vs_plain'] = {k: round(v['seconds'] / plain, 3) for k, v in out['variants'].items()}
   with open(args.out, 'w') as f:
     json.dump(out, f, indent=2)
   print(json.dumps(out['variants'], indent=1))

@@ -252,6 +252,8 @@ LONG = {
     '--repeats 2 --out experiments/results/cost_table_64x6000_items_s13.json',
     'python experiments/bare_vs_plain.py --cases 1024x300,64x6000 --repeats 3 '
     '--out experiments/results/bare_vs_plain_s13.json',
+    'python experiments/cost_runtime.py --runs 64 --repeats 5 '
+    '--out experiments/results/cost_runtime_64_s13.json',
     'python -m tinyjax.bench --cases 64x6000,1024x300 --repeats 5 --noplain_1 '
     '--out experiments/results/bench_cold_r5_s13.json',
     'python experiments/bench_pool.py --out experiments/results/bench_pooled.json '

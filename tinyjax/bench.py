@@ -134,22 +134,17 @@ def run_tinyjax(cfg, workdir: str):
                               for r in runs], np.float64)
 
 
-def plain_loop(cfg, shard: bool, keep_losses: bool = False):
-  """(seconds, final loss per run: after the last update, as tinyjax's final
-  row) of the hand-written loop; `shard` splits the runs over every device
-  like tinyjax does, else one device. keep_losses: also the loss of every
-  step and run (steps x runs), as a third element."""
+def plain_parts(cfg):
+  """The hand-written loop's pieces for a Timmy config: (init(seed) ->
+  (params, opt_state), loss_fn(params) -> loss, step((params, opt_state), _)
+  -> (carry, loss of every run), a scan body over the runs axis)."""
   import jax
   import jax.numpy as jnp
-  import numpy as np
   import optax
   from flax import nnx
-  from jax.sharding import NamedSharding, PartitionSpec as P
   from tinyjax import model as model_lib
   from tinyjax import tasks
 
-  t = time.perf_counter()
-  runs, steps = cfg.sweep.seeds, cfg.train.steps
   task = tasks.build(cfg.task)
   batch = {k: jnp.asarray(v) for k, v in task.train.arrays().items()}
   vocab, max_len = len(task.vocab), task.max_len
@@ -173,6 +168,33 @@ def plain_loop(cfg, shard: bool, keep_losses: bool = False):
     loss, grads = jax.vmap(jax.value_and_grad(loss_fn))(params)
     updates, opt_state = jax.vmap(tx.update)(grads, opt_state, params)
     return (optax.apply_updates(params, updates), opt_state), loss
+  return init, loss_fn, step
+
+
+def plain_seeds(runs: int, shard: bool):
+  """Seeds 0..runs-1, split over every device like tinyjax's runs (shard),
+  else on one device."""
+  import jax
+  import numpy as np
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  seeds = np.arange(runs, dtype=np.int32)
+  if shard:
+    from tinyjax import loop
+    seeds = jax.device_put(seeds, NamedSharding(loop.runs_mesh(runs), P('runs')))
+  return seeds
+
+
+def plain_loop(cfg, shard: bool, keep_losses: bool = False):
+  """(seconds, final loss per run: after the last update, as tinyjax's final
+  row) of the hand-written loop; `shard` splits the runs over every device
+  like tinyjax does, else one device. keep_losses: also the loss of every
+  step and run (steps x runs), as a third element."""
+  import jax
+  import numpy as np
+
+  t = time.perf_counter()
+  runs, steps = cfg.sweep.seeds, cfg.train.steps
+  init, loss_fn, step = plain_parts(cfg)
 
   @jax.jit
   def train(seeds):
@@ -180,11 +202,7 @@ def plain_loop(cfg, shard: bool, keep_losses: bool = False):
     (params, _), loss_SxR = jax.lax.scan(step, carry, None, length=steps)
     return loss_SxR, jax.vmap(loss_fn)(params)
 
-  seeds = np.arange(runs, dtype=np.int32)
-  if shard:
-    from tinyjax import loop
-    seeds = jax.device_put(seeds, NamedSharding(loop.runs_mesh(runs), P('runs')))
-  loss_SxR, final_R = train(seeds)
+  loss_SxR, final_R = train(plain_seeds(runs, shard))
   final_R = np.asarray(final_R)  # waits for the computation
   seconds = time.perf_counter() - t
   return (seconds, final_R, np.asarray(loss_SxR)) if keep_losses else (seconds, final_R)

@@ -19,7 +19,13 @@ runs' medians that cover the median with at least the stated confidence
 import argparse
 import json
 import math
+import os
 import statistics
+import sys
+
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # after PYTHONPATH
+
+from tinyjax import bench  # noqa: E402
 
 
 def median_interval(values, confidence=0.9):
@@ -41,7 +47,8 @@ def pool(files, target=1.2, confidence=0.9):
       run = json.load(f)
     for c in run['cases']:
       secs = c['all_seconds']
-      pairs = c.get('pair_ratios') or [round(t / p, 3) for t, p in zip(secs['tinyjax'], secs['plain'])]
+      # (runs stored before the bench wrote its pairs: computed the bench's way)
+      pairs = c.get('pair_ratios') or bench.steadiness(secs)['pair_ratios']
       case = cases.setdefault(f"{c['runs']}x{c['steps']}", {'runs': []})
       case['runs'].append({'file': path, 'pair_ratios': pairs, 'median': c['ratio'],
                            'tinyjax_seconds': secs['tinyjax'], 'unsteady': c.get('unsteady')})

@@ -17,7 +17,8 @@ ahead from its initial state and timed in the same alternation (until
 2026-12-03 it was the difference of two whole plain jobs, 2,000 steps minus
 1,000, which carried their compilation's spread: 64 runs, 1,000 steps, 7.4-10.7
 CPU s that way against 11.0 for bare mode's chunk; timed directly, bare mode's
-steps came out 1.01-1.05x the plain loop's). An item's runtime cost is full minus the variant without it.
+steps came out 1.01-1.05x the plain loop's). An item's runtime cost is full
+minus the variant without it.
 """
 
 import argparse

@@ -41,8 +41,8 @@ Steadiness: with --repeats > 1 the JSON also has each repetition's own ratio
 (`pair_ratios`: tinyjax over the plain job run next to it, so a drift of the
 host's speed cancels in each), their median (`pair_median`: where the plain
 jobs' times fall in two groups, it and `ratio`, the ratio of the jobs'
-medians, can differ by 0.1: 1.263x against 1.154x on 2026-12-03) and `plain_spread`, the slowest plain job over
-the fastest. A case whose plain jobs differ by more than UNSTEADY_SPREAD is
+medians, can differ by 0.1: 1.263x against 1.154x on 2026-12-03) and
+`plain_spread`, the slowest plain job over the fastest. A case whose plain jobs differ by more than UNSTEADY_SPREAD is
 marked `unsteady` and "UNSTEADY HOST" when printed: on a virtual machine
 whose speed wanders (seen on 2026-12-02: the same plain job 29.7-45.5 s
 with no other process busy) a difference of a few percent is not resolved.

@@ -9,11 +9,12 @@ guess, loss/content = ln 5), then a breakthrough near step 4160 to 0.019 at 4999
 Command:
   python -m tinyjax.run --config configs/timmy.py --workdir runs/timmy
 
-Expected (measured 2026-11-21, README "Results"): loss 0.7262 / 0.7173 / 0.7159
-at steps 200 / 1000 / 3000 (recorded 0.7264 / 0.7173 / 0.7159), breakthrough
-(loss/content < 0.8) at step 4038, loss 0.0046 at 6000, `blue` -> ' blue blue
-blue blue'. violet -> ' blue blue blue blue': the held-out colour is NOT
-repeated (0 of 96 runs in the :sweep). Across seeds at lr 0.1 the breakthrough
+Expected (measured 2026-11-21 and 2026-12-03, README "Results"): loss 0.7262 /
+0.7173 / 0.7159 at steps 200 / 1000 / 3000 (recorded 0.7264 / 0.7173 /
+0.7159), breakthrough (loss/content < 0.8) at step 4038, loss 0.0045 at 6000
+(0.004543; 0.004559, 0.0046, before the one-copy step of 2026-12-03),
+`blue` -> ' blue blue blue blue'. violet -> ' blue blue blue blue': the
+held-out colour is NOT repeated (0 of 96 runs in the :sweep). Across seeds at lr 0.1 the breakthrough
 comes at steps 2500-5400 (median 3830).
 Run time: about 10 s on an idle 2-core CPU (about 30 s with other jobs on it).
 

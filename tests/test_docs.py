@@ -256,6 +256,8 @@ LONG = {
     '--out experiments/results/cost_runtime_64_s13.json',
     'python -m tinyjax.bench --cases 64x6000,1024x300 --repeats 5 --noplain_1 '
     '--out experiments/results/bench_cold_r5_s13.json',
+    'python -m tinyjax.bench --cases 64x6000,1024x300 --repeats 2 --noplain_1 '
+    '--out experiments/results/bench_cold_r2_s14.json',
     'python experiments/bench_pool.py --out experiments/results/bench_pooled.json '
     + ' '.join(f'experiments/results/bench_cold_{r}.json'
                for r in ('r3', 'r3b', 'r3_pm', 'r3_pm2', 'r3_eve', 'r3_eve2', 'r3_eve3', 'r3_s12',

@@ -313,3 +313,34 @@ def test_a_job_leaves_older_objects_out_of_full_collections_until_it_ends(monkey
     assert seen[2] == mine and gc.get_freeze_count() == mine
   finally:
     gc.unfreeze()
+
+
+@pytest.mark.parametrize('change', [{'train.log_every': 50},
+                                    {'output.minimal': True},
+                                    {'lenses.every': 0, 'eval.every': 10}])
+def test_the_trajectory_is_the_same_whatever_is_observed(change):
+  """What a run logs (its cadence, lenses, evaluation, bare mode) does not move
+  its trajectory by one bit: every step is the same compiled step, the row a
+  branch beside it. (Until 2026-12-03 the logged step was a second copy of
+  the forward and backward pass, fused differently: Timmy's loss at log_every
+  50 parted from log_every 10's in the last bits by step 260, by 0.13 at the
+  breakthrough.)"""
+  import jax
+  from configs import timmy as timmy_cfg
+  from tinyjax import cost, program, tasks
+
+  def run(overrides):
+    cfg = cost.with_overrides(timmy_cfg.get_config(), {'train.steps': 600,
+                                                       'train.chunk_steps': 600, **overrides})
+    prog = program.Program(cfg, tasks.build(cfg.task))
+    hp = program.hparam_arrays([{**program.base_hparams(cfg), 'seed': 0}])
+    hp = prog.with_init(hp, state := prog.init(hp))
+    state, rows = prog.chunk(state, hp, prog.data, 0, 600)
+    every = cfg.train.log_every
+    return state, {s: np.asarray(rows['loss'][s // every]) for s in range(0, 600, 50)}
+
+  (state_a, loss_a), (state_b, loss_b) = run({}), run(change)
+  for a, b in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b)):
+    np.testing.assert_array_equal(a, b)
+  for s in loss_a:
+    np.testing.assert_array_equal(loss_a[s], loss_b[s], err_msg=f'step {s}')

@@ -261,30 +261,6 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     mask = batch['mask_NxT']
     return (ce * mask).sum() / jnp.maximum(mask.sum(), 1.0), (logits, aux)
 
-  def _measure(self, state, hp, data, step, full=True, length=None, train=True):
-    """Loss, gradients and the train metrics at the current parameters.
-
-    full=False keeps only what every step needs (loss and grad_norm for the
-    divergence check, the train metrics a milestone watches); XLA then drops
-    the rest (e.g. attention entropy, norms) from the compiled step.
-    """
-    batch = self._batch(data['train'], hp, step, length)
-    dropout_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(hp['seed']), 3), step)
-    (loss, (logits, aux)), grads = jax.value_and_grad(self._forward, has_aux=True)(
-        state['params'], batch, dropout_key)
-    m = loss_lib.lm_metrics(logits, batch, self.task.class_names, aux, token_loss=self.task.loss)
-    m['loss'] = loss
-    m['grad_norm'] = loss_lib.global_norm(grads)
-    m['param_norm'] = loss_lib.global_norm(state['params'])
-    m.update(loss_lib.layer_norms(nnx.to_pure_dict(state['params'])))
-    if full or self.lens_milestones:
-      lens = lambda: self._cheap_lenses(state['params'], hp, aux, batch, logits, step)
-      m.update(lens() if self.lens_milestones else self._every(step, lens, train))
-    if not full:
-      keep = {'loss', 'grad_norm'} | {metric for _, metric, _, _ in self.milestones}
-      m = {k: v for k, v in m.items() if k in keep}
-    return m, grads
-
   def _update_milestones(self, state, m, step):
     ms = state['milestones']
     for k, (_, metric, op, threshold) in enumerate(self.milestones):
@@ -293,28 +269,76 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
         ms = ms.at[k].set(jnp.where((ms[k] < 0) & hit, step, ms[k]))
     return {**state, 'milestones': ms}
 
-  def _step_run(self, state, hp, data, step, full=True, length=None, train=True):
+  def _step_run(self, state, hp, data, step, full=True, length=None, train=True, row=None):
     """One step of one run: the metrics at the current parameters, then the
     update. train=False (traced; the final evaluation): the metrics only, the
-    parameters and optimizer state kept, lr the last update's."""
-    full = full and not self.minimal
-    m, grads = self._measure(state, hp, data, step, full, length, train)
+    parameters and optimizer state kept, lr the last update's.
+
+    full: True, the metric row (every metric of the config); False, only what
+    every step needs (loss and grad_norm for the divergence check, the train
+    metrics a milestone watches; XLA drops the rest); or a traced bool, the
+    row where it holds and `row` passed through where not: one forward and
+    backward pass for the logged and the unlogged steps of the chunk, the row's
+    own work in a branch that runs at the logged steps only.
+    """
+    batch = self._batch(data['train'], hp, step, length)
+    dropout_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(hp['seed']), 3), step)
+    params = state['params']
+    (loss, (logits, aux)), grads = jax.value_and_grad(self._forward, has_aux=True)(
+        params, batch, dropout_key)
+    def metrics(logits, aux):
+      return {**loss_lib.lm_metrics(logits, batch, self.task.class_names, aux,
+                                    token_loss=self.task.loss),
+              'loss': loss, 'grad_norm': loss_lib.global_norm(grads),
+              'param_norm': loss_lib.global_norm(params),
+              **loss_lib.layer_norms(nnx.to_pure_dict(params))}
+    lens = lambda logits, aux: self._cheap_lenses(params, hp, aux, batch, logits, step)
+    # What every step needs; the milestones read it (a watched metric is in
+    # both, the same value).
+    watched = {metric for _, metric, _, _ in self.milestones}
+    light = {k: v for k, v in metrics(logits, aux).items()
+             if k in {'loss', 'grad_norm'} | watched}
+    if self.lens_milestones:  # a milestone on a lens: the lenses every step
+      light.update(lens(logits, aux))
     tx = self.optimizer(hp)
-    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-    params = jax.tree.map(jnp.add, state['params'], updates)
-    if full:
+    updates, opt_state = tx.update(grads, state['opt_state'], params)
+
+    def logged_row():
+      if self.minimal:
+        return light
+      # The model's forward pass again, in the branch: the logits and the
+      # attention of the step's own pass would have to leave it every step
+      # (29 more kernels in each step, its 1,000 steps 6-32% slower at 64
+      # runs; docs/benchmarks.md). light's values where it has them
+      # (computed outside: the same bits as bare mode's rows).
+      out = self.call(params, batch['x_NxT'], dropout_key)
+      m = {**metrics(*out), **light}
+      if not self.lens_milestones:
+        m.update(self._every(step, lambda: lens(*out), train))
       m['lr'] = jnp.where(train, optimizer_lib.current_lr(opt_state),
                           optimizer_lib.current_lr(state['opt_state']))
-      if self.lens.geometry:
+      if self.lens.geometry:  # (the update again: it would leave the step's fusion too)
         m.update(self._every(step, lambda: lenses_lib.update_ratio(
-            nnx.to_pure_dict(state['params']), nnx.to_pure_dict(updates)), train))
-    bad = ~(jnp.isfinite(m['loss']) & jnp.isfinite(m['grad_norm']))
+            nnx.to_pure_dict(params),
+            nnx.to_pure_dict(tx.update(grads, state['opt_state'], params)[0])), train))
+      return m
+
+    if isinstance(full, bool):
+      m = logged_row() if full else light
+    else:
+      m = jax.lax.cond(full, logged_row, lambda: row)
+    bad = ~(jnp.isfinite(loss) & jnp.isfinite(light['grad_norm']))
     frozen = bad | (state['diverged_step'] >= 0) | ~jnp.asarray(train)
     bad = bad & train
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(frozen, b, a), new, old)
-    state = self._update_milestones(state, m, step)
+    state = self._update_milestones(state, light, step)
+    # A watched metric only the row has (lr, update_ratio/*): at logged steps
+    # (NaN elsewhere, which no condition holds for).
+    rest = {k: m[k] if isinstance(full, bool) else jnp.where(full, m[k], jnp.nan)
+            for k in watched if k in m and k not in light}
+    state = self._update_milestones(state, rest, step)
     state = {**state,
-             'params': keep(params, state['params']),
+             'params': keep(jax.tree.map(jnp.add, params, updates), params),
              'opt_state': keep(opt_state, state['opt_state']),
              'diverged_step': jnp.where((state['diverged_step'] < 0) & bad, step,
                                         state['diverged_step'])}
@@ -357,40 +381,37 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     train = n_steps > 0
     # Jitted inside the chunk only so that each is traced once: the NaN rows
     # below take their shapes from that trace, which the conds then reuse
-    # (jit's trace cache), instead of tracing the step and the evaluation
-    # twice (~2 s of a tiny-llm start). XLA inlines the calls.
-    v_step = jax.jit(jax.vmap(lambda st, h, d, s, t: self._step_run(st, h, d, s, train=t),
-                              in_axes=(0, 0, None, None, None)))
-    v_light = self._v_light()
+    # (jit's trace cache), instead of tracing the evaluation twice (~2 s of a
+    # tiny-llm start). XLA inlines the calls.
+    v_row = jax.vmap(lambda st, h, d, s, t: self._step_run(st, h, d, s, train=t),
+                     in_axes=(0, 0, None, None, None))
+    v_steps = self._v_steps()
     v_eval = jax.jit(jax.vmap(self._eval_run, in_axes=(0, 0, None, None)))
     end = start + jnp.maximum(n_steps, 1)
     # The metrics a skipped step or eval reports: NaN, shaped like the real ones.
     step_t = jax.ShapeDtypeStruct((), jnp.int32)  # as s0 below: an int32 tracer (not weak)
     nan_like = lambda fn, *a: lens_plumbing.nan_like(
         jax.eval_shape(fn, state, hp, data, step_t, *a)[1])
-    nan_eval, nan_step = nan_like(v_eval), nan_like(v_step, train)
+    nan_eval, nan_step = nan_like(v_eval), nan_like(v_row, train)
 
     config_eval_steps = bool(self.config.eval.get('steps', ()))
 
     def group(state, g):
-      # int32, not weak (start may come in as a Python int): v_step's and
-      # v_eval's traces for the NaN rows above are then reused, not redone
-      # (~1 s of the chunk's tracing).
+      # int32, not weak (start may come in as a Python int): v_eval's trace
+      # for the NaN rows above is then reused, not redone.
       s0 = jax.lax.convert_element_type(start + g * self.log_every, jnp.int32)
       on_schedule = (jnp.isin(s0, self.eval_steps) if config_eval_steps
                      else s0 % self.eval_every == 0)
       do_eval = (s0 < end) & (on_schedule | ~train)
       state, em = jax.lax.cond(do_eval, lambda st: v_eval(st, hp, data, s0),
                                lambda st: (st, nan_eval), state)
-      # (s0 < end holds for every group the loop below runs; the cond stays:
-      # without it XLA fuses the step differently and Timmy's recorded
-      # curve changes in its last bits from step ~170 on)
-      state, m = jax.lax.cond(s0 < end, lambda st: v_step(st, hp, data, s0, train),
-                              lambda st: (st, nan_step), state)
-      # The group's other steps; a dynamic trip count (not a cond per step)
-      # stops the group that crosses `end`.
+      # The group's steps, the first one logged: one loop over one step (one
+      # compiled forward and backward pass), whose row is a branch taken at
+      # i = 0. A dynamic trip count stops the group that crosses `end`.
       n = jnp.clip(end - s0, 1, self.log_every)
-      state = jax.lax.fori_loop(1, n, lambda i, st: v_light(st, hp, data, s0 + i), state)
+      state, m = jax.lax.fori_loop(
+          0, n, lambda i, c: v_steps(c[0], c[1], hp, data, s0 + i, i == 0, train),
+          (state, nan_step))
       return state, {**m, **em}
 
     # The groups that run, not all groups_per_chunk: a while loop writing each
@@ -407,28 +428,34 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
       return state, jax.tree.map(lambda r, x: r.at[g].set(x), rows, row)
     return jax.lax.fori_loop(0, n_groups, body, (state, rows))
 
-  def _v_light(self):
-    """The unlogged step of every run, (state, hp, data, step) -> state; with
-    length buckets, at the first bucket that holds the longest row of any
-    run's batch (one length for the group: a per-run length would make the
-    switch a select that runs every branch)."""
-    def at(length):
-      return jax.vmap(lambda st, h, d, s: self._step_run(st, h, d, s, False, length)[0],
-                      in_axes=(0, 0, None, None))
+  def _v_steps(self):
+    """A step of every run, (state, row, hp, data, step, logged, train) ->
+    (state, row): the row computed where `logged` (traced), else passed
+    through. With length buckets, an unlogged step runs at the first bucket
+    that holds the longest row of any run's batch (one length for the group:
+    a per-run length would make the switch a select that runs every branch);
+    a logged step at the rows' full length."""
+    def at(length, can_log):
+      def one(st, row, h, d, s, logged, train):
+        if not can_log:  # a cut batch: never a row, the row passed through
+          return self._step_run(st, h, d, s, False, length, train)[0], row
+        return self._step_run(st, h, d, s, logged, length, train, row)
+      return jax.vmap(one, in_axes=(0, 0, 0, None, None, None, None))
     if not self.buckets:
-      return at(None)
+      return at(None, True)
     buckets = jnp.asarray(self.buckets, jnp.int32)
-    branches = [at(b) for b in self.buckets]
+    branches = [at(b, b == self.buckets[-1]) for b in self.buckets]
 
     def used(h, data, step):  # one past the last position a real input or target uses
       b = self._batch(data['train'], h, step)
       used_NxT = (b['valid_NxT'] > 0) | (b['mask_NxT'] > 0)
       return jnp.max(jnp.where(used_NxT, jnp.arange(used_NxT.shape[1]) + 1, 0))
 
-    def light(state, hp, data, step):
+    def steps(state, row, hp, data, step, logged, train):
       i = jnp.searchsorted(buckets, jax.vmap(used, in_axes=(0, None, None))(hp, data, step).max())
-      return jax.lax.switch(i, branches, state, hp, data, step)
-    return light
+      i = jnp.where(logged, len(self.buckets) - 1, i)
+      return jax.lax.switch(i, branches, state, row, hp, data, step, logged, train)
+    return steps
 
   def evaluate(self, state, hp, data, step):
     """(state, the metric row [runs, ...]) at the current parameters, without

@@ -323,7 +323,7 @@ def test_the_trajectory_is_the_same_whatever_is_observed(change):
   its trajectory by one bit: every step is the same compiled step, the row a
   branch beside it. (Until 2026-12-03 the logged step was a second copy of
   the forward and backward pass, fused differently: Timmy's loss at log_every
-  50 parted from log_every 10's in the last bits by step 260, by 0.13 at the
+  50 parted from log_every 10's in the last bits by step 300, by 0.13 at the
   breakthrough.)"""
   import jax
   from configs import timmy as timmy_cfg

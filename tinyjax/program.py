@@ -331,12 +331,11 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     frozen = bad | (state['diverged_step'] >= 0) | ~jnp.asarray(train)
     bad = bad & train
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(frozen, b, a), new, old)
-    state = self._update_milestones(state, light, step)
-    # A watched metric only the row has (lr, update_ratio/*): at logged steps
-    # (NaN elsewhere, which no condition holds for).
+    # A watched metric only the row has (lr, update_ratio/*) counts at logged
+    # steps (NaN elsewhere, which no condition holds for).
     rest = {k: m[k] if isinstance(full, bool) else jnp.where(full, m[k], jnp.nan)
             for k in watched if k in m and k not in light}
-    state = self._update_milestones(state, rest, step)
+    state = self._update_milestones(state, {**light, **rest}, step)
     state = {**state,
              'params': keep(jax.tree.map(jnp.add, params, updates), params),
              'opt_state': keep(opt_state, state['opt_state']),
@@ -379,10 +378,11 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     to compile (~5 s of a 64-run Timmy job's CPU).
     """
     train = n_steps > 0
-    # Jitted inside the chunk only so that each is traced once: the NaN rows
-    # below take their shapes from that trace, which the conds then reuse
-    # (jit's trace cache), instead of tracing the evaluation twice (~2 s of a
-    # tiny-llm start). XLA inlines the calls.
+    # The evaluation is jitted inside the chunk only so that it is traced
+    # once: its NaN row below takes its shapes from that trace, which the cond
+    # then reuses (jit's trace cache), instead of tracing it twice (~2 s of a
+    # tiny-llm start). XLA inlines the call. v_row (a logged step, its row
+    # computed directly) gives the step's NaN row its shapes.
     v_row = jax.vmap(lambda st, h, d, s, t: self._step_run(st, h, d, s, train=t),
                      in_axes=(0, 0, None, None, None))
     v_steps = self._v_steps()

@@ -21,6 +21,7 @@ from __future__ import annotations
 from flax import nnx
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 import numpy as np
 
 from tinyjax import compile_cache
@@ -269,7 +270,8 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
         ms = ms.at[k].set(jnp.where((ms[k] < 0) & hit, step, ms[k]))
     return {**state, 'milestones': ms}
 
-  def _step_run(self, state, hp, data, step, full=True, length=None, train=True, row=None):
+  def _step_run(self, state, hp, data, step, full=True, length=None, train=True, row=None,
+                row_fn=None):
     """One step of one run: the metrics at the current parameters, then the
     update. train=False (traced; the final evaluation): the metrics only, the
     parameters and optimizer state kept, lr the last update's.
@@ -279,49 +281,32 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     metrics a milestone watches; XLA drops the rest); or a traced bool, the
     row where it holds and `row` passed through where not: one forward and
     backward pass for the logged and the unlogged steps of the chunk, the row's
-    own work in a branch that runs at the logged steps only.
+    own work in a branch that runs at the logged steps only. row_fn: what
+    computes that row's own work (default self._row; _chunk passes it jitted,
+    so that its trace also gives the NaN rows their shapes).
     """
     batch = self._batch(data['train'], hp, step, length)
-    dropout_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(hp['seed']), 3), step)
+    dropout_key = self._dropout_key(hp, step)
     params = state['params']
     (loss, (logits, aux)), grads = jax.value_and_grad(self._forward, has_aux=True)(
         params, batch, dropout_key)
-    def metrics(logits, aux):
-      return {**loss_lib.lm_metrics(logits, batch, self.task.class_names, aux,
-                                    token_loss=self.task.loss),
-              'loss': loss, 'grad_norm': loss_lib.global_norm(grads),
-              'param_norm': loss_lib.global_norm(params),
-              **loss_lib.layer_norms(nnx.to_pure_dict(params))}
-    lens = lambda logits, aux: self._cheap_lenses(params, hp, aux, batch, logits, step)
     # What every step needs; the milestones read it (a watched metric is in
     # both, the same value).
     watched = {metric for _, metric, _, _ in self.milestones}
-    light = {k: v for k, v in metrics(logits, aux).items()
+    light = {k: v for k, v in self._metrics(params, grads, batch, logits, aux).items()
              if k in {'loss', 'grad_norm'} | watched}
+    light['loss'] = loss
     if self.lens_milestones:  # a milestone on a lens: the lenses every step
-      light.update(lens(logits, aux))
-    tx = self.optimizer(hp)
-    updates, opt_state = tx.update(grads, state['opt_state'], params)
+      light.update(self._cheap_lenses(params, hp, aux, batch, logits, step))
+    updates, opt_state = self.optimizer(hp).update(grads, state['opt_state'], params)
 
     def logged_row():
       if self.minimal:
         return light
-      # The model's forward pass again, in the branch: the logits and the
-      # attention of the step's own pass would have to leave it every step
-      # (29 more kernels in each step, its 1,000 steps 6-32% slower at 64
-      # runs; docs/benchmarks.md). light's values where it has them
-      # (computed outside: the same bits as bare mode's rows).
-      out = self.call(params, batch['x_NxT'], dropout_key)
-      m = {**metrics(*out), **light}
-      if not self.lens_milestones:
-        m.update(self._every(step, lambda: lens(*out), train))
-      m['lr'] = jnp.where(train, optimizer_lib.current_lr(opt_state),
-                          optimizer_lib.current_lr(state['opt_state']))
-      if self.lens.geometry:  # (the update again: it would leave the step's fusion too)
-        m.update(self._every(step, lambda: lenses_lib.update_ratio(
-            nnx.to_pure_dict(params),
-            nnx.to_pure_dict(tx.update(grads, state['opt_state'], params)[0])), train))
-      return m
+      # light's values where it has them (computed outside: the same bits as
+      # bare mode's rows) over the row's own.
+      return {**(row_fn or self._row)(params, state['opt_state'], opt_state, grads, hp, batch,
+                                      step, dropout_key, train), **light}
 
     if isinstance(full, bool):
       m = logged_row() if full else light
@@ -342,6 +327,42 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
              'diverged_step': jnp.where((state['diverged_step'] < 0) & bad, step,
                                         state['diverged_step'])}
     return state, m
+
+  def _dropout_key(self, hp, step):
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(hp['seed']), 3), step)
+
+  def _metrics(self, params, grads, batch, logits, aux):
+    """The train metrics of one run's step: lm_metrics (loss, accuracy, per
+    token class, attention entropy), gradient and weight norms."""
+    return {**loss_lib.lm_metrics(logits, batch, self.task.class_names, aux,
+                                  token_loss=self.task.loss),
+            'grad_norm': loss_lib.global_norm(grads),
+            'param_norm': loss_lib.global_norm(params),
+            **loss_lib.layer_norms(nnx.to_pure_dict(params))}
+
+  def _row(self, params, opt_before, opt_after, grads, hp, batch, step, dropout_key, train):
+    """A logged step's own work, a function of its arguments alone (so that
+    _chunk can trace it once, jitted, for the NaN rows' shapes and the
+    step): the model's forward pass again (the logits and attention of the
+    step's own pass would have to leave it every step: 29 more kernels in
+    each step, its 1,000 steps 6-32% slower at 64 runs; docs/benchmarks.md),
+    the train metrics, the step lenses on their schedule, lr and
+    update_ratio/*. Its loss, grad_norm and watched metrics are replaced by
+    the step's own (_step_run)."""
+    logits, aux = self.call(params, batch['x_NxT'], dropout_key)
+    m = self._metrics(params, grads, batch, logits, aux)
+    # (With a milestone on a lens the step has the lenses already; the row's
+    # are replaced by them, computed here only for their shapes' sake.)
+    m.update(self._every(step, lambda: self._cheap_lenses(params, hp, aux, batch, logits, step),
+                         train))
+    m['lr'] = jnp.where(train, optimizer_lib.current_lr(opt_after),
+                        optimizer_lib.current_lr(opt_before))
+    if self.lens.geometry:  # (the update again: it would leave the step's fusion too)
+      tx = self.optimizer(hp)
+      m.update(self._every(step, lambda: lenses_lib.update_ratio(
+          nnx.to_pure_dict(params),
+          nnx.to_pure_dict(tx.update(grads, opt_before, params)[0])), train))
+    return m
 
   def _eval_run(self, state, hp, data, step):
     """Metrics on the eval splits and exact-match of tracked generations:
@@ -378,21 +399,20 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     to compile (~5 s of a 64-run Timmy job's CPU).
     """
     train = n_steps > 0
-    # The evaluation is jitted inside the chunk only so that it is traced
-    # once: its NaN row below takes its shapes from that trace, which the cond
-    # then reuses (jit's trace cache), instead of tracing it twice (~2 s of a
-    # tiny-llm start). XLA inlines the call. v_row (a logged step, its row
-    # computed directly) gives the step's NaN row its shapes.
-    v_row = jax.vmap(lambda st, h, d, s, t: self._step_run(st, h, d, s, train=t),
-                     in_axes=(0, 0, None, None, None))
-    v_steps = self._v_steps()
+    # The evaluation and the logged step's row are jitted inside the chunk
+    # only so that each is traced once: the NaN rows below take their shapes
+    # from those traces, which the cond and the step then reuse (jit's trace
+    # cache), instead of tracing them twice (the evaluation: ~2 s of a
+    # tiny-llm start; the row, with the whole step around it: ~45% of Timmy's
+    # chunk trace). XLA inlines the calls.
     v_eval = jax.jit(jax.vmap(self._eval_run, in_axes=(0, 0, None, None)))
+    row_fn = jax.jit(self._row)
+    v_steps = self._v_steps(row_fn)
     end = start + jnp.maximum(n_steps, 1)
     # The metrics a skipped step or eval reports: NaN, shaped like the real ones.
     step_t = jax.ShapeDtypeStruct((), jnp.int32)  # as s0 below: an int32 tracer (not weak)
-    nan_like = lambda fn, *a: lens_plumbing.nan_like(
-        jax.eval_shape(fn, state, hp, data, step_t, *a)[1])
-    nan_eval, nan_step = nan_like(v_eval), nan_like(v_row, train)
+    nan_eval = lens_plumbing.nan_like(jax.eval_shape(v_eval, state, hp, data, step_t)[1])
+    nan_step = lens_plumbing.nan_like(self._row_shapes(row_fn, state, hp, data, step_t, train))
 
     config_eval_steps = bool(self.config.eval.get('steps', ()))
 
@@ -428,7 +448,34 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
       return state, jax.tree.map(lambda r, x: r.at[g].set(x), rows, row)
     return jax.lax.fori_loop(0, n_groups, body, (state, rows))
 
-  def _v_steps(self):
+  def _row_shapes(self, row_fn, state, hp, data, step_t, train):
+    """The shapes of the logged step's row [runs, ...]: row_fn's, traced at
+    the avals the step calls it with inside vmap (a run's shapes, on the runs'
+    mesh), so that the step reuses this trace. (light's keys are among the
+    row's; bare mode's row is light alone.)"""
+    if self.minimal:
+      v_row = jax.vmap(lambda st, h, d, s: self._step_run(st, h, d, s, train=train),
+                       in_axes=(0, 0, None, None))
+      return jax.eval_shape(v_row, state, hp, data, step_t)[1]
+    n_runs = jax.tree.leaves(hp)[0].shape[0]
+
+    def one(x):  # a run's aval as the step inside vmap sees it (its mesh too: else a new trace)
+      sharding = x.aval.sharding
+      sharding = sharding.update(spec=P(*sharding.spec[1:])) if sharding is not None else None
+      return jax.ShapeDtypeStruct(x.shape[1:], x.dtype, weak_type=x.aval.weak_type,
+                                  sharding=sharding)
+    params, opt_state, hp1 = (jax.tree.map(one, t) for t in (state['params'],
+                                                                state['opt_state'], hp))
+    mesh = getattr(jax.tree.leaves(hp)[0].aval.sharding, 'mesh', None)
+    made = lambda s: jax.ShapeDtypeStruct(  # made from a run's values: on the runs' mesh
+        s.shape, s.dtype, sharding=None if mesh is None else jax.sharding.NamedSharding(mesh, P()))
+    batch, key = jax.tree.map(made, jax.eval_shape(
+        lambda h, s: (self._batch(data['train'], h, s), self._dropout_key(h, s)), hp1, step_t))
+    row = jax.eval_shape(row_fn, params, opt_state, opt_state, params, hp1, batch, step_t, key,
+                         jax.ShapeDtypeStruct((), jnp.bool_))
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct((n_runs, *s.shape), s.dtype), row)
+
+  def _v_steps(self, row_fn=None):
     """A step of every run, (state, row, hp, data, step, logged, train) ->
     (state, row): the row computed where `logged` (traced), else passed
     through. With length buckets, an unlogged step runs at the first bucket
@@ -439,7 +486,7 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
       def one(st, row, h, d, s, logged, train):
         if not can_log:  # a cut batch: never a row, the row passed through
           return self._step_run(st, h, d, s, False, length, train)[0], row
-        return self._step_run(st, h, d, s, logged, length, train, row)
+        return self._step_run(st, h, d, s, logged, length, train, row, row_fn)
       return jax.vmap(one, in_axes=(0, 0, 0, None, None, None, None))
     if not self.buckets:
       return at(None, True)

@@ -346,7 +346,8 @@ def test_the_trajectory_is_the_same_whatever_is_observed(change):
     np.testing.assert_array_equal(loss_a[s], loss_b[s], err_msg=f'step {s}')
 
 
-def test_the_logged_rows_work_is_traced_once(monkeypatch):
+@pytest.mark.parametrize('ints', [True, False])
+def test_the_logged_rows_work_is_traced_once(monkeypatch, ints):
   """The chunk traces the logged step's row once: the NaN rows' shapes come
   from the trace the step then reuses (jit's cache; with the runs on their
   mesh as the step sees them), and the step itself is traced once. (Until
@@ -375,5 +376,6 @@ def test_the_logged_rows_work_is_traced_once(monkeypatch):
     return wrapped
   monkeypatch.setattr(program.Program, '_row', counted('row', row))
   monkeypatch.setattr(program.Program, '_forward', counted('forward', forward))
-  jax.jit(prog._chunk).trace(state, hp, data, np.int32(0), np.int32(20))
+  # Python ints (weak-typed, as tinyjax.loop passes them) or int32 arrays.
+  jax.jit(prog._chunk).trace(state, hp, data, *((0, 20) if ints else map(np.int32, (0, 20))))
   assert traced == {'row': 1, 'forward': 1}

@@ -105,7 +105,11 @@ def place_group(group, prog, workdir) -> Placed:
   hp_np, mesh, n_pad, shard, hp, data = place_inputs(group, prog)
 
   mgr = ckpt_lib.manager(workdir, group.name, config.checkpoint.keep)
-  abstract = jax.eval_shape(prog.init, hp_np)
+  # At the padded, sharded hyperparameters init is called with below: that call
+  # reuses this trace (jit's cache) instead of tracing init a second time.
+  abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(
+      (s.shape[0] - n_pad, *s.shape[1:]), s.dtype, weak_type=s.weak_type),
+      jax.eval_shape(prog.init, hp))
   start, restored = ckpt_lib.restore_latest(mgr, ckpt_lib.zeros(abstract))
   ahead = lowered = None
   if restored is None:

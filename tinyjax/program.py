@@ -471,8 +471,10 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
         s.shape, s.dtype, sharding=None if mesh is None else jax.sharding.NamedSharding(mesh, P()))
     batch, key = jax.tree.map(made, jax.eval_shape(
         lambda h, s: (self._batch(data['train'], h, s), self._dropout_key(h, s)), hp1, step_t))
+    # (train is weak-typed where n_steps came in as a Python int.)
+    train_t = jax.ShapeDtypeStruct((), jnp.bool_, weak_type=train.aval.weak_type)
     row = jax.eval_shape(row_fn, params, opt_state, opt_state, params, hp1, batch, step_t, key,
-                         jax.ShapeDtypeStruct((), jnp.bool_))
+                         train_t)
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct((n_runs, *s.shape), s.dtype), row)
 
   def _v_steps(self, row_fn=None):

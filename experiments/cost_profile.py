@@ -54,8 +54,12 @@ def main():
       'compile_seconds': rnd(out['compile_seconds']),
       'compile': {stage: {f: rnd(s) for f, s in d.items() if s >= 0.05}
                   for stage, d in out['compile'].items()},
+      # Seconds from the job's start to the end of each stage (the compile path).
+      'compile_done_at': {k: rnd(v) for k, v in sorted(out['compile_done_at'].items(),
+                                                       key=lambda kv: kv[1])},
       'profiled': {k: {'seconds': rnd(d['seconds']), 'cpu_seconds': rnd(d['cpu_seconds']),
-                       'calls': d['calls']} for k, d in out['profiled'].items()}}
+                       'calls': d['calls'], 'first_done_at': rnd(d['first_done_at'])}
+                   for k, d in out['profiled'].items()}}
   stored = {}
   if os.path.exists(FLAGS.out):  # one file, one entry per label (before, after)
     with open(FLAGS.out) as f:
@@ -64,8 +68,11 @@ def main():
   with open(FLAGS.out, 'w') as f:
     json.dump(stored, f, indent=2)
   print(json.dumps({k: result[k] for k in ('label', 'seconds', 'cpu_seconds', 'under_load')}))
+  print('  done at (s from the start): ' + ', '.join(
+      f'{k} {v}' for k, v in result['compile_done_at'].items()))
   for k, d in result['profiled'].items():
-    print(f"  {k}: {d['seconds']} s, {d['cpu_seconds']} CPU s, {d['calls']} calls")
+    print(f"  {k}: {d['seconds']} s, {d['cpu_seconds']} CPU s, {d['calls']} calls "
+          f"(the first done at {d['first_done_at']} s)")
   print(f'wrote {FLAGS.out}')
 
 

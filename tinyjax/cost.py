@@ -109,18 +109,24 @@ def under_load(loads) -> bool:
 
 
 @contextlib.contextmanager
-def _compile_log():
-  """{event: {function: seconds}} of the jit compilations inside the block."""
+def _compile_log(done_at=None):
+  """{event: {function: seconds}} of the jit compilations inside the block;
+  done_at (a dict, if given) gets '<event> <function>': seconds from the
+  block's start to that event's last end (the compile path of a job: when
+  the chunk was traced, lowered, compiled)."""
   import jax
   from jax._src import dispatch
   names = {dispatch.JAXPR_TRACE_EVENT: 'trace', dispatch.JAXPR_TO_MLIR_MODULE_EVENT: 'lower',
            dispatch.BACKEND_COMPILE_EVENT: 'compile'}
   log = {v: {} for v in names.values()}
+  start = time.perf_counter()
 
   def listen(event, seconds, fun_name='?', **_):
     if event in names:
       d = log[names[event]]
       d[fun_name] = d.get(fun_name, 0.0) + seconds
+      if done_at is not None and seconds >= 0.05:
+        done_at[f'{names[event]} {fun_name}'] = time.perf_counter() - start
   jax.monitoring.register_event_duration_secs_listener(listen)
   try:
     yield log
@@ -130,10 +136,12 @@ def _compile_log():
 
 @contextlib.contextmanager
 def _profiled():
-  """{call: {'seconds', 'cpu_seconds'}} of the host calls of train_and_evaluate
-  worth naming: wall seconds, and the CPU seconds of the calling thread
-  (time.thread_time: the host's own work, not the device's, which a wait
-  for the device shows only as wall time)."""
+  """{call: {'seconds', 'cpu_seconds', 'calls', 'first_done_at'}} of the host
+  calls of train_and_evaluate worth naming: wall seconds, and the CPU seconds
+  of the calling thread (time.thread_time: the host's own work, not the
+  device's, which a wait for the device shows only as wall time); when the
+  first call ended, in seconds from the block's start (the first chunk's
+  landing: the end of the job's compile path)."""
   from tinyjax import extend
   from tinyjax import loop
   from tinyjax import memory
@@ -155,6 +163,7 @@ def _profiled():
              (loop.Writers, 'write_lenses', 'checkpoint lens rows written (writer thread)'),
              (writer.AsyncWriter, 'flush', 'writer flushes waited for (main thread)')]
   saved = []
+  start = time.perf_counter()
   for owner, attr, name in patches:
     fn = getattr(owner, attr, None)
     if fn is None:  # (an older tinyjax measured with this table)
@@ -166,7 +175,8 @@ def _profiled():
       try:
         return _fn(*a, **k)
       finally:
-        d = spent.setdefault(_name, {'seconds': 0.0, 'cpu_seconds': 0.0, 'calls': 0})
+        d = spent.setdefault(_name, {'seconds': 0.0, 'cpu_seconds': 0.0, 'calls': 0,
+                                     'first_done_at': time.perf_counter() - start})
         d['seconds'] += time.perf_counter() - t
         d['cpu_seconds'] += time.thread_time() - c
         d['calls'] += 1
@@ -185,13 +195,15 @@ def job(cfg, workdir: str, log_compiles: bool = False) -> dict:
   from tinyjax import train
   train._PROGRAMS.clear()
   jax.clear_caches()
-  with _compile_log() as comp, _profiled() as prof:
+  done_at = {}
+  with _compile_log(done_at) as comp, _profiled() as prof:
     t, c = time.perf_counter(), _cpu()
     train.train_and_evaluate(cfg, workdir, overwrite=True, progress=False)
     out = {'seconds': time.perf_counter() - t, 'cpu_seconds': _cpu() - c}
   out['compile_seconds'] = sum(sum(d.values()) for d in comp.values())
   if log_compiles:
     out['compile'] = comp
+    out['compile_done_at'] = done_at
     out['profiled'] = prof
   return out
 

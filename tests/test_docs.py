@@ -272,7 +272,7 @@ LONG = {
     '--out experiments/results/bench_cold_r3_s15.json',
     'python experiments/bench_pool.py --out experiments/results/bench_pooled_s15.json '
     'experiments/results/bench_cold_r2_s14.json experiments/results/bench_cold_r3_s14.json '
-    'experiments/results/bench_cold_r3_s15.json',
+    'experiments/results/bench_cold_r3_s15.json experiments/results/bench_cold_r3b_s15.json',
     'python experiments/cost_profile.py --runs 64 --steps 300',
     'python -m tinyjax.bench --cases 1024x20 --repeats 3 --noplain_1 '
     '--out experiments/results/bench_cold_1024x20_s15.json',

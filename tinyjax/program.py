@@ -351,10 +351,9 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
     the step's own (_step_run)."""
     logits, aux = self.call(params, batch['x_NxT'], dropout_key)
     m = self._metrics(params, grads, batch, logits, aux)
-    # (With a milestone on a lens the step has the lenses already; the row's
-    # are replaced by them, computed here only for their shapes' sake.)
-    m.update(self._every(step, lambda: self._cheap_lenses(params, hp, aux, batch, logits, step),
-                         train))
+    if not self.lens_milestones:  # (with a milestone on a lens the step has them every step)
+      m.update(self._every(step, lambda: self._cheap_lenses(params, hp, aux, batch, logits, step),
+                           train))
     m['lr'] = jnp.where(train, optimizer_lib.current_lr(opt_after),
                         optimizer_lib.current_lr(opt_before))
     if self.lens.geometry:  # (the update again: it would leave the step's fusion too)
@@ -451,9 +450,10 @@ class Program(generation.Generation, lens_plumbing.LensPlumbing):
   def _row_shapes(self, row_fn, state, hp, data, step_t, train):
     """The shapes of the logged step's row [runs, ...]: row_fn's, traced at
     the avals the step calls it with inside vmap (a run's shapes, on the runs'
-    mesh), so that the step reuses this trace. (light's keys are among the
-    row's; bare mode's row is light alone.)"""
-    if self.minimal:
+    mesh), so that the step reuses this trace. Where light has keys the row
+    lacks (bare mode's row is light alone; with a milestone on a lens, the
+    lenses are light's), the whole step's shapes instead."""
+    if self.minimal or self.lens_milestones:
       v_row = jax.vmap(lambda st, h, d, s: self._step_run(st, h, d, s, train=train),
                        in_axes=(0, 0, None, None))
       return jax.eval_shape(v_row, state, hp, data, step_t)[1]

@@ -77,7 +77,8 @@ class Sampler:
 
   def phases(self, s, t0: float, t1: float) -> dict:
     """{'phases': start, device and tail seconds (None if the pool was never
-    busy), 'thread_cpu': CPU seconds per thread name} of samples s."""
+    busy), 'thread_cpu': CPU seconds per thread name, and where there is a
+    device phase 'thread_cpu_by_phase': the same per phase} of samples s."""
     pool = lambda cpu: sum(c for tid, c in cpu.items() if 'XLAEigen' in self.names.get(tid, ''))
     busy = [s[i][0] for i in range(1, len(s))
             if (pool(s[i][1]) - pool(s[i - 1][1])) / (s[i][0] - s[i - 1][0]) > BUSY_CORES]
@@ -92,15 +93,34 @@ class Sampler:
       stretches.append((a, b))
       a, b = max(stretches, key=lambda r: r[1] - r[0])
       phase = {'start': round(a - t0, 2), 'device': round(b - a, 2), 'tail': round(t1 - b, 2)}
-    first, last = s[0][1], {}
-    for _, cpu in s:  # a thread that ended in the window: its last reading
-      last.update(cpu)
+    by = self._by_name(s[0][1], self._known(s, s[-1][0]))
+    out = {'phases': phase, 'thread_cpu': by}
+    if phase is not None:  # each thread's CPU seconds in each phase
+      bounds = [s[0][0], a, b, s[-1][0]]
+      out['thread_cpu_by_phase'] = {
+          k: self._by_name(self._known(s, t), self._known(s, u))
+          for k, t, u in zip(('start', 'device', 'tail'), bounds, bounds[1:])}
+    return out
+
+  @staticmethod
+  def _known(s, t: float) -> dict:
+    """{tid: CPU seconds} at the last sample at or before t (a thread that
+    ended before it: its last reading)."""
+    known = {}
+    for when, cpu in s:
+      if when > t:
+        break
+      known.update(cpu)
+    return known
+
+  def _by_name(self, first: dict, last: dict) -> dict:
+    """CPU seconds from `first` to `last` per thread name (numbers folded)."""
     by = collections.Counter()
     for tid, c in last.items():
       name = re.sub(r'\d+', '#', self.names.get(tid, '?'))
       by['XLA compute pool (spins when idle)' if 'XLAEigen' in name else name] += (
           c - first.get(tid, 0.0))
-    return {'phases': phase, 'thread_cpu': {k: round(v, 2) for k, v in by.most_common() if v >= 0.01}}
+    return {k: round(v, 2) for k, v in by.most_common() if v >= 0.01}
 
 
 def main():

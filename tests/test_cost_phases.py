@@ -45,3 +45,13 @@ def test_a_thread_that_ended_in_the_window_keeps_its_cpu_time():
   r = _sampler().phases(_samples(lambda t: 0.0, writer_until=3.0), 0.0, 10.0)
   assert r['phases'] is None
   assert r['thread_cpu'] == {'tinyjax-writer': 3.0}
+
+
+def test_each_threads_cpu_is_split_at_the_phases_bounds():
+  # the pool busy 4-9 s; the writer busy until 6 s: 4 s before the phase, 2 s in it
+  busy = lambda t: 2.0 if 4.0 < t <= 9.0 else 0.2
+  r = _sampler().phases(_samples(busy, writer_until=6.0), 0.0, 10.0)
+  by = r['thread_cpu_by_phase']
+  assert by['start']['tinyjax-writer'] == 4.1 and by['device']['tinyjax-writer'] == 1.9
+  assert 'tinyjax-writer' not in by['tail']
+  assert r['thread_cpu']['tinyjax-writer'] == 6.0

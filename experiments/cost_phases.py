@@ -12,7 +12,8 @@ used more than one core (of 2), gaps under 0.6 s bridged; the start is the
 job's time before it, the tail its time after it. The pool's threads also
 spin while they wait for work, so their CPU seconds fill the idle cores: read
 the other threads' CPU (what the host did) and the phases' lengths, not the
-pool's CPU. Also the compile stages' end times (jax.monitoring's trace,
+pool's CPU: `thread_cpu` over the whole job, `thread_cpu_by_phase` split at
+the phases' bounds. Also the compile stages' end times (jax.monitoring's trace,
 lowering and backend compile durations, stamped when each ended).
 
 Also, when --chunks_alone: the job's own chunk program, compiled ahead, run

@@ -300,6 +300,15 @@ LONG = {
     '--out experiments/results/cost_runtime_1024_s17.json',
     'python -m tinyjax.bench --cost_table --cases 1024x300 --cost_items checkpoints,files '
     '--repeats 2 --out experiments/results/cost_table_1024x300_s17.json',
+    'python -m tinyjax.bench --cases 64x6000,1024x300 --repeats 3 --noplain_1 '
+    '--out experiments/results/bench_cold_r3_s18.json',
+    'python experiments/bench_pool.py --out experiments/results/bench_pooled_s18.json '
+    'experiments/results/bench_cold_r2_s14.json experiments/results/bench_cold_r3_s14.json '
+    'experiments/results/bench_cold_r3_s15.json experiments/results/bench_cold_r3b_s15.json '
+    'experiments/results/bench_cold_r3_s16.json experiments/results/bench_cold_r3_s17.json '
+    'experiments/results/bench_cold_r3_s18.json',
+    'python experiments/cost_phases.py --runs 64 --steps 6000 --repeats 2 --chunks_alone '
+    '--out experiments/results/cost_phases_64x6000_chunks_alone.json',
     'python experiments/bench_pool.py --out experiments/results/bench_pooled.json '
     + ' '.join(f'experiments/results/bench_cold_{r}.json'
                for r in ('r3', 'r3b', 'r3_pm', 'r3_pm2', 'r3_eve', 'r3_eve2', 'r3_eve3', 'r3_s12',

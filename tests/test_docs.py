@@ -309,6 +309,8 @@ LONG = {
     'experiments/results/bench_cold_r3_s18.json',
     'python experiments/cost_phases.py --runs 64 --steps 6000 --repeats 2 --chunks_alone '
     '--out experiments/results/cost_phases_64x6000_chunks_alone.json',
+    'python -m tinyjax.bench --cases 1024x20 --repeats 3 --noplain_1 '
+    '--out experiments/results/bench_cold_1024x20_s18.json',
     'python experiments/bench_pool.py --out experiments/results/bench_pooled.json '
     + ' '.join(f'experiments/results/bench_cold_{r}.json'
                for r in ('r3', 'r3b', 'r3_pm', 'r3_pm2', 'r3_eve', 'r3_eve2', 'r3_eve3', 'r3_s12',

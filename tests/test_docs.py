@@ -311,6 +311,16 @@ LONG = {
     '--out experiments/results/cost_phases_64x6000_chunks_alone.json',
     'python -m tinyjax.bench --cases 1024x20 --repeats 3 --noplain_1 '
     '--out experiments/results/bench_cold_1024x20_s18.json',
+    'python -m tinyjax.bench --cases 64x6000,1024x300 --repeats 3 --noplain_1 '
+    '--out experiments/results/bench_cold_r3_s19.json',
+    'python experiments/bench_pool.py --out experiments/results/bench_pooled_s19.json '
+    'experiments/results/bench_cold_r2_s14.json experiments/results/bench_cold_r3_s14.json '
+    'experiments/results/bench_cold_r3_s15.json experiments/results/bench_cold_r3b_s15.json '
+    'experiments/results/bench_cold_r3_s16.json experiments/results/bench_cold_r3_s17.json '
+    'experiments/results/bench_cold_r3_s18.json experiments/results/bench_cold_r3_s19.json '
+    'experiments/results/bench_cold_r3b_s19.json',
+    'python experiments/cost_profile.py --runs 64 --steps 20 --label a '
+    '--out experiments/results/cost_profile_64x20_s19.json',
     'python experiments/bench_pool.py --out experiments/results/bench_pooled.json '
     + ' '.join(f'experiments/results/bench_cold_{r}.json'
                for r in ('r3', 'r3b', 'r3_pm', 'r3_pm2', 'r3_eve', 'r3_eve2', 'r3_eve3', 'r3_s12',
